@@ -169,6 +169,8 @@ class TaskConfig:
     #: units of the fresh interventional sample for the Monte-Carlo population ATE
     #: (used only when no closed form exists)
     ate_mc_units: int = 4096
+    #: "auto": closed form where one exists, else Monte Carlo; "monte_carlo": always
+    ate_method: str = "auto"
 
     def to_dict(self) -> dict[str, Any]:
         return _to_jsonable(dataclasses.asdict(self))
@@ -316,6 +318,9 @@ def validate(cfg: TaskConfig) -> TaskConfig:
     _check_range("n_units", cfg.n_units, low_bound=10, high_bound=10_000_000, integer=True)
     if isinstance(cfg.ate_mc_units, bool) or not isinstance(cfg.ate_mc_units, int) or cfg.ate_mc_units < 100:
         raise ConfigError(f"ate_mc_units: expected an integer >= 100, got {cfg.ate_mc_units!r}")
+
+    if cfg.ate_method not in ("auto", "monte_carlo"):
+        raise ConfigError(f"ate_method: expected 'auto' or 'monte_carlo', got {cfg.ate_method!r}")
 
     g = cfg.graph
     _check_mixture("graph.families", g.families, GRAPH_FAMILIES)
