@@ -108,14 +108,17 @@ def assign_roles(
     anc_y_avoiding_t = reachability(adj_no_t)[:, y]
 
     roles = np.full(n, Role.COVARIATE, dtype=np.int8)
-    pre = ~desc_t
-    pre[t] = False
+    # Descendants of Y are post-treatment too: in a zero-effect task they need not
+    # descend from T, but they would still leak the outcome into x.
+    post = desc_t | reach[y]
+    pre = ~post
+    pre[[t, y]] = False
     confounder = pre & anc_t & anc_y_avoiding_t
     instrument = pre & anc_t & ~anc_y_avoiding_t
     hidden = confounder & (hidden_u[:n] < hidden_fraction)
     roles[instrument] = Role.INSTRUMENT
     roles[hidden] = Role.HIDDEN_CONFOUNDER
-    roles[desc_t] = Role.POST_TREATMENT
+    roles[post] = Role.POST_TREATMENT
     roles[desc_t & anc_y] = Role.MEDIATOR
     roles[t] = Role.TREATMENT
     roles[y] = Role.OUTCOME
