@@ -1,0 +1,287 @@
+"""The `causalgen` command line: generate, inspect, verify and sample.
+
+Exit codes: 0 success; 1 verification or generation failure; 2 usage, config
+or input errors (one line on stderr naming the problem); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Sequence
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as one line (and exit code 2)."""
+
+    def error(self, message: str):  # noqa: D102 - argparse hook
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class UsageError(ValueError):
+    """Bad command-line input detected after parsing."""
+
+
+def _positive(name: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+        return value
+
+    parse.__name__ = name
+    return parse
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"must be in [0, 2**63), got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="causalgen", description="Random structural causal models -> causal-inference task corpora.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    def config_args(sp):
+        g = sp.add_mutually_exclusive_group(required=True)
+        g.add_argument("--preset", metavar="NAME", help="a built-in config (see `causalgen sample --help` for names)")
+        g.add_argument("--config", metavar="FILE", help="a YAML/JSON config file (may say `preset: NAME` plus overrides)")
+
+    g = sub.add_parser(
+        "generate",
+        help="generate (or resume) a sharded corpus",
+        description="Generate a corpus of tasks into OUT as zarr v3 shards plus manifest.json. Re-running the same "
+        "command after a crash finishes only the missing shards; the result is byte-identical to an uninterrupted run.",
+    )
+    config_args(g)
+    g.add_argument("--num-tasks", type=_positive("num_tasks"), required=True, metavar="N", help="tasks in the corpus")
+    g.add_argument("--shard-size", type=_positive("shard_size"), default=1000, metavar="S", help="tasks per shard (default 1000)")
+    g.add_argument("--seed", type=_seed, default=0, help="corpus seed; task i uses a seed derived from (seed, i) (default 0)")
+    g.add_argument("--workers", type=_positive("workers"), default=1, metavar="W", help="local worker processes (default 1)")
+    g.add_argument("--out", required=True, metavar="DIR", help="output directory or fsspec URL")
+    g.add_argument("--executor", choices=("process", "dask"), default="process", help="local processes (default) or a Dask cluster")
+    g.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler address, e.g. tcp://host:8786 (with --executor dask)")
+    g.add_argument("--format", dest="shard_format", choices=("dir", "zip"), default="dir", help="shards as zarr directories (default) or packed .zarr.zip files")
+    g.add_argument("--compression", choices=("blosc", "zstd", "none"), default="blosc", help="chunk codec: blosc-lz4 (default, fast), zstd (smaller), none")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing corpus with a different config/seed")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    i = sub.add_parser("inspect", help="summary statistics of a corpus (from its manifest)", description="Print sizes, ATE distribution, overlap, graph families, mechanisms and QC rejection counts, from manifest.json only.")
+    i.add_argument("corpus", metavar="DIR", help="corpus directory or URL")
+    i.add_argument("--json", action="store_true", help="print the statistics as JSON")
+
+    v = sub.add_parser("verify", help="check checksums, structure and values of every shard", description="Exit 0 if every shard matches the manifest and passes the checks; exit 1 naming the first bad shard otherwise.")
+    v.add_argument("corpus", metavar="DIR", help="corpus directory or URL")
+    v.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    s = sub.add_parser("sample", help="sample tasks and print one summary line each", description="Sample tasks with the same seeds a corpus of this seed would use, and print Task.summary() lines.")
+    config_args(s)
+    s.add_argument("--num-tasks", type=_positive("num_tasks"), default=5, metavar="K", help="number of tasks (default 5)")
+    s.add_argument("--seed", type=_seed, default=0, help="corpus seed (default 0)")
+    return p
+
+
+# --------------------------------------------------------------------- commands
+
+
+def _load_config(args):
+    from .config import load_config
+
+    return load_config(args.preset if args.preset is not None else _config_file(args.config))
+
+
+def _config_file(path: str) -> str:
+    import os
+
+    if not os.path.exists(path):
+        raise UsageError(f"--config {path}: no such file")
+    return path
+
+
+def cmd_generate(args) -> int:
+    from .generate import CorpusSpec, generate_corpus
+
+    if args.executor == "dask" and not args.scheduler:
+        raise UsageError("--executor dask needs --scheduler ADDRESS")
+    if args.scheduler and args.executor != "dask":
+        raise UsageError("--scheduler is only used with --executor dask")
+    config = _load_config(args)
+    spec = CorpusSpec(
+        config=config.to_dict(), seed=args.seed, num_tasks=args.num_tasks, shard_size=args.shard_size,
+        shard_format=args.shard_format, compression=args.compression,
+    )
+    m = generate_corpus(
+        spec, args.out, workers=args.workers, executor=args.executor, scheduler=args.scheduler,
+        overwrite=args.overwrite, progress=not args.quiet,
+    )
+    print(f"{args.out}: {m.tasks_written} tasks in {len(m.shards)} shards, {m.files} files, {m.bytes / 1e6:.1f} MB")
+    return EXIT_OK
+
+
+def corpus_stats(manifest) -> dict[str, Any]:
+    """Summary statistics of a corpus from its manifest columns."""
+    import numpy as np
+
+    cols = manifest.columns()
+    n = int(cols["task_index"].shape[0])
+
+    def dist(values) -> dict[str, float]:
+        v = np.asarray(values, dtype=np.float64)
+        v = v[np.isfinite(v)]
+        if not v.size:
+            return {}
+        q = np.quantile(v, [0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0])
+        return {"mean": float(v.mean()), "std": float(v.std()), **{k: float(x) for k, x in zip(("min", "p5", "p25", "median", "p75", "p95", "max"), q)}}
+
+    def counts(values) -> dict[str, int]:
+        keys, c = np.unique(np.asarray(values, dtype=str), return_counts=True) if len(values) else ([], [])
+        return {str(k): int(x) for k, x in sorted(zip(keys, c), key=lambda kv: (-kv[1], kv[0]))}
+
+    pmin, pmax = cols["propensity_min"], cols["propensity_max"]
+    return {
+        "complete": manifest.complete,
+        "tasks": n,
+        "tasks_planned": manifest.num_tasks,
+        "shards": len(manifest.shards),
+        "shards_planned": manifest.num_shards,
+        "files": manifest.files,
+        "bytes": manifest.bytes,
+        "corpus_seed": manifest.corpus_seed,
+        "config_name": manifest.config.get("name"),
+        "n_units": dist(cols["n_units"]),
+        "n_covariates": dist(cols["n_covariates"]),
+        "ate": dist(cols["ate"]),
+        "treated_share": dist(cols["treated_share"]),
+        "overlap": {
+            "propensity_min": dist(pmin),
+            "propensity_max": dist(pmax),
+            "share_tasks_with_propensity_outside_0.01_0.99": float(np.mean((pmin < 0.01) | (pmax > 0.99))) if n else 0.0,
+        },
+        "identifiable_share": float(np.mean(cols["identifiable"])) if n else 0.0,
+        "graph_families": counts(cols["graph_family"]),
+        "mechanisms": counts(cols["mechanism"]),
+        "qc_rejections": manifest.qc_rejections,
+    }
+
+
+def _histogram(values, bins: int = 10, width: int = 40) -> list[str]:
+    import numpy as np
+
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if not v.size:
+        return []
+    hist, edges = np.histogram(v, bins=bins)
+    top = max(1, int(hist.max()))
+    return [f"    [{edges[k]:+9.3f}, {edges[k + 1]:+9.3f}) {'#' * int(round(width * h / top)):<{width}} {h}" for k, h in enumerate(hist)]
+
+
+def cmd_inspect(args) -> int:
+    from .corpus import read_manifest
+
+    manifest = read_manifest(args.corpus)
+    stats = corpus_stats(manifest)
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return EXIT_OK
+
+    def fmt(d):
+        return "  ".join(f"{k}={v:.3g}" for k, v in d.items() if k in ("min", "median", "mean", "max", "p5", "p95")) or "n/a"
+
+    state = "complete" if stats["complete"] else f"INCOMPLETE ({stats['tasks']}/{stats['tasks_planned']} tasks)"
+    print(f"corpus      {args.corpus} ({state})")
+    print(f"config      {stats['config_name']}  seed={stats['corpus_seed']}")
+    print(f"size        {stats['tasks']} tasks, {stats['shards']} shards, {stats['files']} files, {stats['bytes'] / 1e6:.1f} MB")
+    print(f"n_units     {fmt(stats['n_units'])}")
+    print(f"n_covariates {fmt(stats['n_covariates'])}")
+    print(f"treated     {fmt(stats['treated_share'])}")
+    print(f"ate         {fmt(stats['ate'])}")
+    for line in _histogram(manifest.columns()["ate"]):
+        print(line)
+    ov = stats["overlap"]
+    print(f"overlap     min e: {fmt(ov['propensity_min'])}")
+    print(f"            max e: {fmt(ov['propensity_max'])}")
+    print(f"            tasks with some e outside [0.01, 0.99]: {ov['share_tasks_with_propensity_outside_0.01_0.99']:.1%}")
+    print(f"identifiable {stats['identifiable_share']:.1%}")
+    print("families    " + (", ".join(f"{k}: {v}" for k, v in stats["graph_families"].items()) or "n/a"))
+    print("mechanisms  " + (", ".join(f"{k}: {v}" for k, v in stats["mechanisms"].items()) or "n/a"))
+    print("qc rejected " + (", ".join(f"{k}: {v}" for k, v in stats["qc_rejections"].items()) or "none"))
+    return EXIT_OK
+
+
+def cmd_verify(args) -> int:
+    from tqdm.auto import tqdm
+
+    from .corpus import read_manifest, verify_corpus
+
+    total = read_manifest(args.corpus).tasks_written
+    with tqdm(total=total, unit="task", desc="verify", disable=args.quiet, dynamic_ncols=True) as bar:
+        report = verify_corpus(args.corpus, progress=bar.update)
+    if report.ok:
+        print(f"{args.corpus}: OK ({report.tasks_checked} tasks in {report.shards_checked} shards, {report.bytes_checked / 1e6:.1f} MB)")
+        return EXIT_OK
+    print(f"{args.corpus}: FAILED: {report.problems[0]}")
+    for extra in report.problems[1:]:
+        print(f"  also: {extra}")
+    return EXIT_FAILED
+
+
+def cmd_sample(args) -> int:
+    from .manifest import task_seed
+    from .sampler import sample_tasks
+
+    config = _load_config(args)
+    seeds = [task_seed(args.seed, i) for i in range(args.num_tasks)]
+    for task in sample_tasks(config, seeds):
+        print(task.summary())
+    return EXIT_OK
+
+
+COMMANDS = {"generate": cmd_generate, "inspect": cmd_inspect, "verify": cmd_verify, "sample": cmd_sample}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .config import ConfigError
+    from .manifest import CorpusError
+    from .shard import ShardError
+
+    args = build_parser().parse_args(argv)
+    prog = f"causalgen {args.command}"
+    try:
+        return COMMANDS[args.command](args)
+    except (UsageError, ConfigError, CorpusError) as exc:
+        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except ShardError as exc:
+        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug or a sampler failure: one line, not a traceback wall
+        name = type(exc).__name__
+        if name == "SamplingError":
+            print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+            return EXIT_FAILED
+        raise
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

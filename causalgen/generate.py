@@ -1,0 +1,533 @@
+"""Deterministic, resumable, parallel corpus generation.
+
+One job = one shard: sample its tasks (seeds from (corpus seed, task index)
+only), encode them in memory, write the store under a temporary name and rename
+it into place. The driver collects small `ShardRecord`s and rewrites
+`manifest.json` atomically. Because each shard's bytes depend only on its job,
+the corpus is byte-identical whatever the worker count, the executor or the
+completion order.
+
+Crash safety: a final shard name exists only for a complete shard (rename is
+the commit). On restart, shards with a final name that the manifest does not
+list yet (killed between rename and manifest update) are re-read, checked and
+recorded; temporary leftovers are deleted; only missing shards are generated.
+
+Executors: in-process (``workers=1``), a local process pool (``workers>1``),
+or a Dask distributed cluster (``executor="dask"``; shards are written by the
+workers to any fsspec URL they share).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import posixpath
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Callable, Iterable, Iterator
+
+from . import shard as shardfmt
+from .manifest import (
+    MANIFEST_NAME,
+    SHARD_FORMATS,
+    SHARDS_DIR,
+    CorpusError,
+    Manifest,
+    ShardRecord,
+    planned_shard,
+    shard_name,
+    summarise,
+    task_seed,
+)
+
+DEFAULT_SAMPLER = "causalgen:sample_tasks"
+EXECUTORS = ("process", "dask")
+#: Rewrite the manifest at most this often while shards stream in (it holds
+#: every task summary, so rewriting it per shard is quadratic on big corpora).
+#: Progress is never lost: completed shards are found by name on resume.
+MANIFEST_INTERVAL_S = 2.0
+#: Library thread pools inside workers: the parallelism is across shards.
+_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    """Everything that determines a corpus's bytes."""
+
+    config: dict[str, Any]  #: `TaskConfig.to_dict()`
+    seed: int
+    num_tasks: int
+    shard_size: int = 1000
+    shard_format: str = "dir"
+    compression: str = "blosc"
+    sampler: str = DEFAULT_SAMPLER  #: "module:function" with the signature of `causalgen.sample_tasks`
+
+    def validate(self) -> "CorpusSpec":
+        for name in ("seed", "num_tasks", "shard_size"):
+            v = getattr(self, name)
+            low = 0 if name == "seed" else 1
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise CorpusError(f"{name}: expected an integer >= {low}, got {v!r}")
+        if self.seed >= 2**63:
+            raise CorpusError(f"seed: expected an integer < 2**63, got {self.seed}")
+        if self.shard_format not in SHARD_FORMATS:
+            raise CorpusError(f"shard_format: expected one of {', '.join(SHARD_FORMATS)}, got {self.shard_format!r}")
+        if self.compression not in shardfmt.COMPRESSIONS:
+            raise CorpusError(f"compression: expected one of {', '.join(shardfmt.COMPRESSIONS)}, got {self.compression!r}")
+        if ":" not in self.sampler:
+            raise CorpusError(f"sampler: expected 'module:function', got {self.sampler!r}")
+        return self
+
+    def empty_manifest(self) -> Manifest:
+        return Manifest(
+            config=self.config, corpus_seed=self.seed, num_tasks=self.num_tasks, shard_size=self.shard_size,
+            shard_format=self.shard_format, compression=self.compression, sampler=self.sampler,
+            causalgen_version=package_version(),
+        )
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    """One unit of work, small and picklable (sent to processes / Dask workers)."""
+
+    root: str  #: corpus root (local path or fsspec URL)
+    index: int
+    first_task: int
+    num_tasks: int
+    corpus_seed: int
+    config: dict[str, Any]
+    shard_format: str
+    compression: str
+    sampler: str
+
+    @property
+    def path(self) -> str:
+        return shard_name(self.index, self.shard_format)
+
+
+def package_version() -> str:
+    try:
+        from . import __version__
+
+        return str(__version__)
+    except ImportError:
+        try:
+            from importlib.metadata import version
+
+            return version("causalgen")
+        except Exception:
+            return "unknown"
+
+
+def plan_jobs(spec: CorpusSpec, root: str) -> list[ShardJob]:
+    """All shards of the corpus, in index order."""
+    n_shards = -(-spec.num_tasks // spec.shard_size)
+    jobs = []
+    for k in range(n_shards):
+        first, n = planned_shard(k, spec.num_tasks, spec.shard_size)
+        jobs.append(ShardJob(root, k, first, n, spec.seed, spec.config, spec.shard_format, spec.compression, spec.sampler))
+    return jobs
+
+
+# ------------------------------------------------------------------ the worker
+
+
+_LIMITED = False
+
+
+def limit_threads() -> None:
+    """Keep each worker on one core: BLAS/OpenMP, blosc, torch and zarr's I/O pools."""
+    global _LIMITED
+    if _LIMITED:
+        return
+    for var in _THREAD_ENV:
+        os.environ[var] = "1"
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except ImportError:
+        pass
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+    try:
+        import numcodecs.blosc
+
+        numcodecs.blosc.set_nthreads(1)
+    except Exception:
+        pass
+    import zarr
+
+    zarr.config.set({"async.concurrency": 4, "threading.max_workers": 1})
+    _LIMITED = True
+
+
+def resolve_sampler(name: str) -> Callable:
+    module, _, attr = name.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise CorpusError(f"sampler: cannot import {name!r}: {exc}") from None
+    return fn
+
+
+def run_job_in_worker(job: ShardJob) -> dict[str, Any]:
+    """`run_job` in a pool process or Dask worker: one core per worker."""
+    limit_threads()
+    return run_job(job)
+
+
+def run_job(job: ShardJob) -> dict[str, Any]:
+    """Sample, encode and write one shard; return its manifest record as a dict."""
+    from .config import TaskConfig
+
+    sampler = resolve_sampler(job.sampler)
+    config = TaskConfig.from_dict(job.config)
+    indices = range(job.first_task, job.first_task + job.num_tasks)
+    seeds = [task_seed(job.corpus_seed, i) for i in indices]
+    tasks = sampler(config, seeds)
+    cols = shardfmt.flatten_tasks(tasks, indices, seeds)
+    files = shardfmt.encode_columns(cols, shard_index=job.index, first_task=job.first_task, compression=job.compression)
+    summary, rejections = summarise(cols, [t.meta for t in tasks])
+    written = shardfmt.write_shard(files, join(job.root, job.path))
+    record = ShardRecord(
+        index=job.index, path=job.path, first_task=job.first_task, num_tasks=job.num_tasks, files=written.files,
+        bytes=written.bytes, sha256=written.sha256, qc_rejections=rejections, tasks=summary,
+    )
+    return record.to_dict()
+
+
+def record_from_disk(job: ShardJob) -> ShardRecord:
+    """Rebuild the record of a shard already on disk (after a crash), checking it decodes."""
+    location = join(job.root, job.path)
+    if job.shard_format == "zip":
+        raw = shardfmt.read_bytes(location)
+        files = shardfmt.unzip(raw, location)
+        n_files, n_bytes, digest = 1, len(raw), shardfmt.file_checksum(raw)
+    else:
+        files = shardfmt.read_shard_files(location)
+        n_files, n_bytes, digest = len(files), sum(len(b) for b in files.values()), shardfmt.checksum(files)
+    data = shardfmt.decode_shard(files, location)
+    a = data.attrs
+    if (a["shard_index"], a["first_task"], a["n_tasks"]) != (job.index, job.first_task, job.num_tasks):
+        raise shardfmt.ShardError(f"{location}: holds shard {a['shard_index']} tasks {a['first_task']}..+{a['n_tasks']}, expected shard {job.index}")
+    summary, rejections = summarise(data.arrays, [data.meta(j) for j in range(len(data))])
+    return ShardRecord(
+        index=job.index, path=job.path, first_task=job.first_task, num_tasks=job.num_tasks, files=n_files,
+        bytes=n_bytes, sha256=digest, qc_rejections=rejections, tasks=summary,
+    )
+
+
+# ----------------------------------------------------------------- file system
+
+
+def join(root: str, rel: str) -> str:
+    return posixpath.join(root.rstrip("/"), rel) if "://" in root else os.path.join(root, rel)
+
+
+class _Output:
+    """The corpus root: local (os calls, flock) or any fsspec URL."""
+
+    def __init__(self, root: str):
+        self.root = root
+        self.local = "://" not in root or root.startswith("file://")
+        if self.local:
+            self.path = root[len("file://"):] if root.startswith("file://") else root
+            self.fs = None
+        else:
+            import fsspec
+
+            self.fs, self.path = fsspec.core.url_to_fs(root)
+
+    def is_file(self) -> bool:
+        return os.path.isfile(self.path) if self.local else self.fs.isfile(self.path)
+
+    def exists(self) -> bool:
+        return os.path.exists(self.path) if self.local else self.fs.exists(self.path)
+
+    def listdir(self, rel: str = "") -> list[str]:
+        """Base names directly under root/rel ([] if it does not exist)."""
+        if self.local:
+            p = os.path.join(self.path, rel) if rel else self.path
+            return sorted(os.listdir(p)) if os.path.isdir(p) else []
+        p = posixpath.join(self.path, rel) if rel else self.path
+        if not self.fs.isdir(p):
+            return []
+        return sorted(posixpath.basename(e.rstrip("/")) for e in self.fs.ls(p, detail=False))
+
+    def makedirs(self, rel: str = "") -> None:
+        if self.local:
+            os.makedirs(os.path.join(self.path, rel) if rel else self.path, exist_ok=True)
+        else:
+            self.fs.makedirs(posixpath.join(self.path, rel) if rel else self.path, exist_ok=True)
+
+    def remove(self, rel: str) -> None:
+        if self.local:
+            import shutil
+
+            p = os.path.join(self.path, rel)
+            if os.path.isdir(p) and not os.path.islink(p):
+                shutil.rmtree(p)
+            elif os.path.lexists(p):
+                os.unlink(p)
+        else:
+            p = posixpath.join(self.path, rel)
+            if self.fs.exists(p):
+                self.fs.rm(p, recursive=True)
+
+    def read_text(self, rel: str) -> str | None:
+        try:
+            if self.local:
+                with open(os.path.join(self.path, rel), "rb") as fh:
+                    data = fh.read()
+            else:
+                data = self.fs.cat_file(posixpath.join(self.path, rel))
+        except FileNotFoundError:
+            return None
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CorpusError(f"{join(self.root, rel)}: not UTF-8 text") from None
+
+    def write_text_atomic(self, rel: str, text: str) -> None:
+        """Temp file + fsync + rename: readers see the old or the new file, never half."""
+        data = text.encode("utf-8")
+        if self.local:
+            final = os.path.join(self.path, rel)
+            tmp = final + f".tmp-{os.getpid()}"
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+        else:
+            final = posixpath.join(self.path, rel)
+            tmp = final + f".tmp-{os.getpid()}"
+            self.fs.pipe_file(tmp, data)
+            self.fs.mv(tmp, final)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """An exclusive advisory lock (local only): two writers on one corpus would collide.
+
+        flock is released by the kernel when the process dies, so a kill -9 never
+        leaves a stale lock behind.
+        """
+        if not self.local:
+            yield
+            return
+        import fcntl
+
+        path = os.path.join(self.path, ".lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise CorpusError(f"{self.root}: another causalgen generate is writing this corpus (locked)") from None
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(path)  # only the holder removes it
+            os.close(fd)
+
+
+# ------------------------------------------------------------------ the driver
+
+
+def _diff(old: dict[str, Any], new: dict[str, Any]) -> str:
+    for key in new:
+        if old.get(key) != new.get(key):
+            if key == "config":
+                return "config (a different task config)"
+            return f"{key} ({old.get(key)!r} on disk, {new.get(key)!r} requested)"
+    return "nothing"
+
+
+def prepare_output(spec: CorpusSpec, out: _Output, overwrite: bool) -> Manifest:
+    """Check the output location and return the manifest to continue from.
+
+    Refuses (without touching anything): a file in place of the directory, a
+    non-empty directory that is not a corpus, a corpus with a different spec
+    or a newer format (unless `overwrite`; even then only our own files go).
+    """
+    if out.is_file():
+        raise CorpusError(f"{out.root}: is a file, expected a corpus directory")
+    fresh = spec.empty_manifest()
+    text = out.read_text(MANIFEST_NAME) if out.exists() else None
+    if text is None:
+        entries = [e for e in out.listdir() if e != ".lock"]
+        if entries:
+            raise CorpusError(
+                f"{out.root}: directory is not empty and has no {MANIFEST_NAME}; refusing to write a corpus into it"
+            )
+        return fresh
+    where = join(out.root, MANIFEST_NAME)
+    try:
+        old = Manifest.from_json(text, where)
+    except CorpusError:
+        if not overwrite:
+            raise
+        old = None
+    if old is not None and old.identity() == fresh.identity() and not overwrite:
+        return old
+    if not overwrite:
+        raise CorpusError(
+            f"{where}: existing corpus differs in {_diff(old.identity(), fresh.identity())}; "
+            "use --overwrite to replace it"
+        )
+    out.remove(SHARDS_DIR)
+    out.remove(MANIFEST_NAME)
+    return fresh
+
+
+def _reconcile(spec: CorpusSpec, out: _Output, manifest: Manifest, jobs: list[ShardJob]) -> list[ShardRecord]:
+    """Records of the shards really on disk; removes temporary leftovers and strays."""
+    by_index = {r.index: r for r in manifest.shards}
+    present = set(out.listdir(SHARDS_DIR))
+    for name in present:
+        if name.startswith(".tmp-"):
+            out.remove(f"{SHARDS_DIR}/{name}")  # an interrupted write: never complete
+    records = []
+    for job in jobs:
+        name = posixpath.basename(job.path)
+        if name not in present:
+            continue
+        rec = by_index.get(job.index)
+        if rec is None:
+            # Renamed into place but killed before the manifest caught up.
+            try:
+                rec = record_from_disk(job)
+            except shardfmt.ShardError:
+                out.remove(job.path)
+                continue
+        records.append(rec)
+    return records
+
+
+@contextlib.contextmanager
+def _single_threaded_children() -> Iterator[None]:
+    # Child processes read these when their libraries load; setting them only
+    # around pool start-up leaves the driver's own settings alone afterwards.
+    saved = {v: os.environ.get(v) for v in _THREAD_ENV}
+    os.environ.update({v: "1" for v in _THREAD_ENV})
+    try:
+        yield
+    finally:
+        for v, old in saved.items():
+            if old is None:
+                os.environ.pop(v, None)
+            else:
+                os.environ[v] = old
+
+
+def _run_local(jobs: list[ShardJob], workers: int) -> Iterator[dict[str, Any]]:
+    if workers == 1 or len(jobs) <= 1:
+        for job in jobs:
+            yield run_job(job)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    # spawn, not fork: the driver may already run zarr's event-loop thread,
+    # which a forked child would inherit in a broken state.
+    ctx = multiprocessing.get_context("spawn")
+    with _single_threaded_children():
+        pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx)
+        futures = [pool.submit(run_job_in_worker, job) for job in jobs]
+    try:
+        for fut in as_completed(futures):
+            yield fut.result()
+    finally:
+        for fut in futures:
+            fut.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_dask(jobs: list[ShardJob], scheduler: str) -> Iterator[dict[str, Any]]:
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        raise CorpusError("executor dask: the 'distributed' package is not installed (pip install 'causalgen[dask]')") from None
+    try:
+        client = Client(scheduler, set_as_default=False, timeout="30s")
+    except Exception as exc:
+        raise CorpusError(f"--scheduler {scheduler}: cannot connect to the Dask scheduler: {exc}") from None
+    try:
+        run = uuid.uuid4().hex[:8]
+        futures = client.map(run_job_in_worker, jobs, pure=False, key=[f"causalgen-shard-{j.index:05d}-{run}" for j in jobs])
+        for fut in as_completed(futures):
+            yield fut.result()
+    finally:
+        client.close()
+
+
+def generate_corpus(
+    spec: CorpusSpec,
+    out: str,
+    *,
+    workers: int = 1,
+    executor: str = "process",
+    scheduler: str | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    on_record: Callable[[ShardRecord], None] | None = None,
+) -> Manifest:
+    """Generate (or finish) the corpus `spec` at `out`; return its final manifest.
+
+    out: local directory or fsspec URL (for Dask, one every worker can write).
+    workers: local processes (1 = in this process); ignored with Dask.
+    Raises `CorpusError` for bad arguments or an existing incompatible corpus.
+    """
+    spec.validate()
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise CorpusError(f"workers: expected an integer >= 1, got {workers!r}")
+    if executor not in EXECUTORS:
+        raise CorpusError(f"executor: expected one of {', '.join(EXECUTORS)}, got {executor!r}")
+    if executor == "dask" and not scheduler:
+        raise CorpusError("executor dask: needs --scheduler ADDRESS (e.g. tcp://host:8786)")
+    resolve_sampler(spec.sampler)  # fail before touching the disk
+    if "://" not in out:
+        out = os.path.abspath(out)  # workers may run elsewhere (Dask) or in another cwd
+    dest = _Output(out)
+    if dest.is_file():
+        raise CorpusError(f"{out}: is a file, expected a corpus directory")
+    dest.makedirs()
+    with dest.lock():
+        manifest = prepare_output(spec, dest, overwrite)
+        dest.write_text_atomic(MANIFEST_NAME, manifest.to_json())
+        dest.makedirs(SHARDS_DIR)
+        jobs = plan_jobs(spec, out)
+        records = {r.index: r for r in _reconcile(spec, dest, manifest, jobs)}
+        manifest = manifest.with_shards(list(records.values()))
+        dest.write_text_atomic(MANIFEST_NAME, manifest.to_json())
+        todo = [j for j in jobs if j.index not in records]
+        bar = _progress(total=spec.num_tasks, initial=manifest.tasks_written, enabled=progress)
+        last_write = time.monotonic()
+        try:
+            stream = _run_dask(todo, scheduler) if executor == "dask" else _run_local(todo, workers)
+            for raw in stream:
+                rec = ShardRecord.from_dict(raw, f"shard {raw.get('index')}")
+                records[rec.index] = rec
+                bar.update(rec.num_tasks)
+                if on_record is not None:
+                    on_record(rec)
+                if time.monotonic() - last_write >= MANIFEST_INTERVAL_S:
+                    dest.write_text_atomic(MANIFEST_NAME, manifest.with_shards(list(records.values())).to_json())
+                    last_write = time.monotonic()
+        finally:
+            bar.close()
+            manifest = manifest.with_shards(list(records.values()))
+            dest.write_text_atomic(MANIFEST_NAME, manifest.to_json())
+    return manifest
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="task", desc="generate", disable=not enabled, dynamic_ncols=True, smoothing=0.1)
