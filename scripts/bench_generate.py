@@ -1,0 +1,158 @@
+"""Generation throughput of causalgen vs a plain per-task numpy loop, on one core.
+
+Workloads (N = 1000 units per task, a new graph and new parameters every task):
+  W1       10-node ER DAG (2 expected parents per node), linear-Gaussian
+  W2-RFF   the same graphs with random-Fourier-feature mechanisms (100 features)
+  W2-MLP   the same with a one-layer random MLP per node, act(w . parents) (Do-PFN style)
+  W3-RFF / W3-MLP  as W2 at 20 nodes
+
+causalgen computes the full ground truth (both potential outcomes with shared
+noise, propensities, exact or Monte-Carlo population ATE, roles, QC). The control
+is the obvious per-task loop: new ER graph + weights + ancestral sampling with
+`Generator.standard_normal`, no ground truth. Both run in this process, in the
+same run, so the ratio is robust to a noisy machine.
+
+    python scripts/bench_generate.py            # all workloads, prints a markdown table
+    python scripts/bench_generate.py --quick    # fewer tasks (smoke test)
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import causalgen  # noqa: E402
+
+N_UNITS = 1000
+WORKLOADS = {
+    # name: (nodes, mechanism)
+    "W1": (10, "linear"),
+    "W2-RFF": (10, "rff"),
+    "W2-MLP": (10, "mlp"),
+    "W3-RFF": (20, "rff"),
+    "W3-MLP": (20, "mlp"),
+}
+# Published single-core medians of the fastest existing generator and of the
+# plain loop on a machine like ours (issue 2), tasks/s.
+REFERENCE = {
+    "W1": ("CausalPlayground", 1641, 3379),
+    "W2-RFF": ("AVICI", 35, 59),
+    "W2-MLP": ("Do-PFN prior", 129, 4247),
+    "W3-RFF": ("AVICI", 24, 28),
+    "W3-MLP": ("Do-PFN prior", 65, 2122),
+}
+
+
+def workload_config(nodes: int, mechanism: str) -> causalgen.TaskConfig:
+    return causalgen.load_config(
+        {
+            "name": f"bench-{mechanism}-{nodes}",
+            "n_units": [N_UNITS, N_UNITS],
+            "graph": {"families": {"erdos_renyi": 1.0}, "n_nodes": [nodes, nodes], "expected_parents": [2.0, 2.0]},
+            "roles": {"hidden_confounder_fraction": [0.0, 0.0], "zero_effect_prob": 0.0},
+            "mechanism": {"families": {mechanism: 1.0}, "mixing": "task", "mlp_hidden": 0,
+                          "mlp_activations": ["tanh"], "rff_features": 100},
+            "noise": {"families": {"gaussian": 1.0}, "heteroscedastic_prob": 0.0, "nonadditive_prob": 0.0},
+            "treatment": {"score_mechanism": {mechanism: 1.0}},
+        }
+    )
+
+
+def plain_numpy_task(rng: np.random.Generator, nodes: int, mechanism: str) -> np.ndarray:
+    """The control: one task by a straightforward per-task numpy loop."""
+    p = 2 * 2.0 / (nodes - 1)
+    adj = np.triu(rng.random((nodes, nodes)) < p, k=1)
+    x = np.zeros((N_UNITS, nodes))
+    for j in range(nodes):
+        parents = np.flatnonzero(adj[:, j])
+        eps = rng.standard_normal(N_UNITS)
+        if len(parents) == 0:
+            x[:, j] = eps
+            continue
+        pa = x[:, parents]
+        if mechanism == "linear":
+            w = rng.uniform(0.5, 2.0, len(parents)) * rng.choice([-1.0, 1.0], len(parents))
+            x[:, j] = pa @ w + eps
+        elif mechanism == "rff":
+            omega = rng.standard_normal((len(parents), 100))
+            phase = rng.uniform(0, 2 * np.pi, 100)
+            amp = rng.standard_normal(100)
+            x[:, j] = np.sqrt(2 / 100) * np.cos(pa @ omega + phase) @ amp + eps
+        else:
+            w = rng.standard_normal(len(parents)) / np.sqrt(len(parents))
+            x[:, j] = np.tanh(pa @ w) + eps
+    return x
+
+
+def time_rate(fn, n_tasks: int, repeats: int) -> float:
+    rates = []
+    for r in range(repeats):
+        start = time.perf_counter()
+        fn(r, n_tasks)
+        rates.append(n_tasks / (time.perf_counter() - start))
+    return float(np.median(rates))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workloads", nargs="*", default=list(WORKLOADS), choices=list(WORKLOADS))
+    ap.add_argument("--seconds", type=float, default=3.0, help="target seconds per measurement")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="a smoke run: 0.3 s per measurement, 1 repeat")
+    ap.add_argument("--json", help="also write the results to this JSON file")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.seconds, args.repeats = 0.3, 1
+
+    rows = []
+    for name in args.workloads:
+        nodes, mechanism = WORKLOADS[name]
+        cfg = workload_config(nodes, mechanism)
+
+        def ours(rep, n, cfg=cfg):
+            causalgen.sample_tasks(cfg, range(rep * 1_000_000, rep * 1_000_000 + n))
+
+        def plain(rep, n, nodes=nodes, mechanism=mechanism):
+            rng = np.random.default_rng(rep)
+            for _ in range(n):
+                plain_numpy_task(rng, nodes, mechanism)
+
+        # size each measurement to about --seconds from a short pilot run
+        pilot_ours = time_rate(ours, 64, 1)
+        pilot_plain = time_rate(plain, 16, 1)
+        ours_rate = time_rate(ours, max(64, int(pilot_ours * args.seconds)), args.repeats)
+        plain_rate = time_rate(plain, max(16, int(pilot_plain * args.seconds)), args.repeats)
+        best_name, best_rate, plain_ref = REFERENCE[name]
+        target = max(10 * best_rate, 2 * plain_ref)
+        rows.append(
+            {
+                "workload": name, "ours_tasks_per_s": round(ours_rate, 1), "plain_numpy_tasks_per_s": round(plain_rate, 1),
+                "ratio_vs_plain": round(ours_rate / plain_rate, 2), "target_tasks_per_s": target,
+                "fastest_existing": f"{best_name} {best_rate}/s",
+            }
+        )
+        print(f"{name}: {ours_rate:,.0f} tasks/s vs plain {plain_rate:,.0f} tasks/s "
+              f"(x{ours_rate / plain_rate:.2f}); target {target:,}/s", flush=True)
+
+    print()
+    print("| workload | causalgen tasks/s (full ground truth) | plain numpy loop tasks/s | ratio | target | fastest existing (reported) |")
+    print("|---|---:|---:|---:|---:|---|")
+    for r in rows:
+        print(f"| {r['workload']} | {r['ours_tasks_per_s']:,.0f} | {r['plain_numpy_tasks_per_s']:,.0f} | "
+              f"{r['ratio_vs_plain']:.2f}x | {r['target_tasks_per_s']:,} | {r['fastest_existing']} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
