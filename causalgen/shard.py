@@ -21,6 +21,7 @@ N_i * d_i, V = total graph nodes (sum of J_i), A = sum of J_i**2, D = sum of d_i
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -359,7 +360,15 @@ def _write_local(files: Mapping[str, bytes], tmp: str, dest: str, is_zip: bool, 
                 put(os.path.join(tmp, key), data)
         if os.path.isdir(dest) and not os.path.islink(dest):
             shutil.rmtree(dest)
-        os.replace(tmp, dest)  # atomic on POSIX: the shard appears complete or not at all
+        try:
+            os.replace(tmp, dest)  # atomic on POSIX: the shard appears complete or not at all
+        except OSError as exc:
+            # Another writer (an orphaned worker of a killed run) renamed the same
+            # shard into place in between; shards are deterministic, so its
+            # complete copy is as good as ours.
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not os.path.isdir(dest):
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         if os.path.isdir(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
