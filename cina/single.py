@@ -1,0 +1,320 @@
+"""Algorithm 1: CInA on a single dataset.
+
+Fit the balancing attention of `cina.balancing` to one dataset (x, t) by minimising its penalised
+hinge loss, then read the balancing weights out of the attention values. Outcomes are not used.
+
+Two stages (both minimise the same loss):
+
+1. *Gradient stage* (the paper's Algorithm 1): Adam on the tied key map ``k = norm(x W_k^T)``
+   together with the weights ``alpha = sigmoid(logits)`` (the attention values in disguise,
+   ``V = w alpha / (lam h)``); the intercept is solved exactly at every step. This is what learns
+   the kernel. A subgradient method on a hinge loss only gets the weights to ~1e-2, though.
+2. *Polish* (``polish=True``): with the keys from stage 1 frozen the loss is convex in (V, b), and
+   by the duality of `cina.balancing` its minimiser is the SVM dual solution on the attention
+   kernel. We solve that dual to ``tol`` with SMO (the libsvm algorithm: maximal-violating pair,
+   second-order working-set selection) and check the certificate: the attention-form primal loss
+   at the read-out weights equals the dual objective (``duality_gap_``).
+
+The penalty: ``lam`` is per unit by default (``lam_scaling="size"``: the SVM is solved with
+lambda = lam / N, i.e. sklearn's ``C = N / lam``). The attention kernel has entries ~1/N^2 and the
+hinge sum grows like N, so with lambda = lam / N the fraction of units kept and the balance reached
+do not drift with N (see ``docs`` in `cina.model`). ``lam_scaling="none"`` uses lambda = lam
+literally (``C = 1 / lam``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .balancing import (
+    ESTIMANDS,
+    Estimate,
+    balance_diagnostics,
+    balancing_loss,
+    check_dataset,
+    dense_kernel,
+    normalize_keys,
+    project_weights,
+    weighted_effect,
+)
+
+__all__ = ["SingleDatasetCInA", "fit_single", "solve_balancing_svm", "DEFAULT_LAM"]
+
+#: Default per-unit penalty lam (lambda = lam / N); see `cina.model` docs for the measurement.
+DEFAULT_LAM = 0.1
+_TAU = 1e-12  # libsvm's floor on the curvature of a working pair
+
+
+def solve_balancing_svm(
+    kernel: np.ndarray,
+    t: np.ndarray,
+    lam: float,
+    estimand: str = "ate",
+    tol: float = 1e-9,
+    max_iter: int | None = None,
+) -> tuple[np.ndarray, float, int]:
+    """Exact SVM dual of the balancing problem on a precomputed kernel.
+
+    ATE: ``max_alpha 1^T alpha - alpha^T K_w alpha / (2 lam)`` s.t. ``0 <= alpha <= 1`` and
+    ``sum_i w_i alpha_i = 0`` -- sklearn's ``SVC(kernel="precomputed", C=1/lam)`` with
+    ``alpha = lam * |dual_coef_|``. Solved by SMO with second-order working-set selection
+    (Fan, Chen & Lin 2005), the algorithm inside libsvm.
+
+    ATT: treated alpha fixed at 1, controls in [0, 1], no equality constraint (see
+    `cina.balancing`); solved by greedy coordinate descent.
+
+    Args:
+        kernel: (N, N) PSD kernel (float64 recommended). t: (N,) 0/1. lam: absolute penalty.
+        tol: stopping tolerance on the maximal KKT violation.
+
+    Returns:
+        alpha (N,), intercept b (decision function ``(1/lam) K (w alpha) + b``), iterations.
+    """
+    K = np.asarray(kernel, dtype=np.float64)
+    t = np.asarray(t, dtype=np.float64)
+    n = t.shape[0]
+    w = 2.0 * t - 1.0
+    Q = (w[:, None] * w[None, :]) * K / lam
+    QD = np.diag(Q).copy()
+    max_iter = max_iter or max(100_000, 100 * n)
+    alpha = np.zeros(n)
+    G = -np.ones(n)  # gradient of 0.5 a^T Q a - 1^T a
+    if estimand == "att":
+        free = t < 0.5
+        alpha[~free] = 1.0
+        G = Q @ alpha - 1.0
+        for it in range(max_iter):
+            pg = np.where(alpha <= 0.0, np.minimum(G, 0.0), np.where(alpha >= 1.0, np.maximum(G, 0.0), G))
+            pg[~free] = 0.0
+            k = int(np.argmax(np.abs(pg)))
+            if abs(pg[k]) < tol:
+                break
+            new = min(1.0, max(0.0, alpha[k] - G[k] / max(QD[k], _TAU)))
+            G += Q[:, k] * (new - alpha[k])
+            alpha[k] = new
+        return alpha, 0.0, it + 1
+    if estimand != "ate":
+        raise ValueError(f"estimand must be one of {ESTIMANDS}, got {estimand!r}")
+    it = 0
+    for it in range(max_iter):
+        up = ((w > 0) & (alpha < 1.0)) | ((w < 0) & (alpha > 0.0))
+        low = ((w > 0) & (alpha > 0.0)) | ((w < 0) & (alpha < 1.0))
+        myg = -w * G
+        cand = np.where(up, myg, -np.inf)
+        i = int(np.argmax(cand))
+        m_up = cand[i]
+        m_low = np.min(np.where(low, myg, np.inf))
+        if m_up - m_low < tol:
+            break
+        gap = m_up - myg
+        curv = np.maximum(QD[i] + QD - 2.0 * w[i] * w * Q[i], _TAU)
+        j = int(np.argmin(np.where(low & (gap > 0), -(gap * gap) / curv, np.inf)))
+        ai, aj = alpha[i], alpha[j]
+        if w[i] != w[j]:
+            quad = max(QD[i] + QD[j] + 2.0 * Q[i, j], _TAU)
+            delta = (-G[i] - G[j]) / quad
+            diff = ai - aj
+            ni, nj = ai + delta, aj + delta
+            if diff > 0:
+                if nj < 0:
+                    nj, ni = 0.0, diff
+            elif ni < 0:
+                ni, nj = 0.0, -diff
+            if diff > 0:
+                if ni > 1.0:
+                    ni, nj = 1.0, 1.0 - diff
+            elif nj > 1.0:
+                nj, ni = 1.0, 1.0 + diff
+        else:
+            quad = max(QD[i] + QD[j] - 2.0 * Q[i, j], _TAU)
+            delta = (G[i] - G[j]) / quad
+            total = ai + aj
+            ni, nj = ai - delta, aj + delta
+            if total > 1.0:
+                if ni > 1.0:
+                    ni, nj = 1.0, total - 1.0
+            elif nj < 0:
+                nj, ni = 0.0, total
+            if total > 1.0:
+                if nj > 1.0:
+                    nj, ni = 1.0, total - 1.0
+            elif ni < 0:
+                ni, nj = 0.0, total
+        G += Q[i] * (ni - ai) + Q[j] * (nj - aj)
+        alpha[i], alpha[j] = ni, nj
+    # Intercept from the free vectors (libsvm's rho), else the middle of the feasible interval.
+    free = (alpha > 1e-12) & (alpha < 1.0 - 1e-12)
+    myg = -w * G
+    if free.any():
+        b = float(np.mean(myg[free]))
+    else:
+        up = ((w > 0) & (alpha < 1.0)) | ((w < 0) & (alpha > 0.0))
+        low = ((w > 0) & (alpha > 0.0)) | ((w < 0) & (alpha < 1.0))
+        b = 0.5 * (np.max(myg[up]) + np.min(myg[low]))
+    return np.clip(alpha, 0.0, 1.0), b, it + 1
+
+
+class SingleDatasetCInA:
+    """Per-dataset CInA (Algorithm 1) with a scikit-learn-like interface.
+
+    Args:
+        lam: penalty; per unit (lambda = lam / N) unless ``lam_scaling="none"``.
+        estimand: "ate" or "att".
+        lam_scaling: "size" (default) or "none".
+        key_dim: D of the tied keys (default: number of features). The key map starts at the
+            identity on standardised x (or a random orthogonal map when D != d).
+        learn_keys: learn the key map by gradient descent on the loss (the kernel-learning part
+            of Algorithm 1). If False the kernel is the attention kernel of the standardised
+            covariates.
+        max_iter: Adam steps of the gradient stage.
+        lr: Adam learning rate.
+        polish: solve the convex (V, b) problem exactly once the keys are fixed.
+        objective: gradient-stage objective, "gap" (default) or "primal" (see
+            `cina.balancing.balancing_loss`; the keys follow the primal either way).
+        tol: KKT tolerance of the polish.
+        random_state: seed for the initial key map when ``key_dim != d``.
+
+    Attributes (after `fit`):
+        weights_ (N,): per-arm normalised weights. alpha_ (N,): raw SVM weights in [0, 1].
+        keys_ (N, D): the tied keys used. intercept_: b. lam_: absolute lambda.
+        loss_: attention-form loss / N at the solution. dual_objective_: SVM dual objective / N.
+        duality_gap_: loss_ - dual_objective_ (>= 0; ~0 certifies the optimum).
+        loss_curve_: gradient-stage losses. n_iter_: gradient steps. solver_iter_: SMO iterations.
+    """
+
+    def __init__(
+        self,
+        lam: float = DEFAULT_LAM,
+        *,
+        estimand: str = "ate",
+        lam_scaling: str = "size",
+        key_dim: int | None = None,
+        learn_keys: bool = True,
+        max_iter: int = 200,
+        lr: float = 0.05,
+        polish: bool = True,
+        objective: str = "gap",
+        tol: float = 1e-9,
+        random_state: int = 0,
+    ):
+        self.lam = lam
+        self.estimand = estimand
+        self.lam_scaling = lam_scaling
+        self.key_dim = key_dim
+        self.learn_keys = learn_keys
+        self.max_iter = max_iter
+        self.lr = lr
+        self.polish = polish
+        self.objective = objective
+        self.tol = tol
+        self.random_state = random_state
+
+    def _check_params(self) -> None:
+        if not (isinstance(self.lam, (int, float)) and self.lam > 0 and math.isfinite(self.lam)):
+            raise ValueError(f"lam must be a positive finite number, got {self.lam!r}")
+        if self.estimand not in ESTIMANDS:
+            raise ValueError(f"estimand must be one of {ESTIMANDS}, got {self.estimand!r}")
+        if self.lam_scaling not in ("size", "none"):
+            raise ValueError(f"lam_scaling must be 'size' or 'none', got {self.lam_scaling!r}")
+        if self.key_dim is not None and int(self.key_dim) < 1:
+            raise ValueError(f"key_dim must be >= 1, got {self.key_dim!r}")
+        if int(self.max_iter) < 0:
+            raise ValueError(f"max_iter must be >= 0, got {self.max_iter!r}")
+
+    def fit(self, x, t) -> "SingleDatasetCInA":
+        """Fit the weights on covariates x (N, d) and binary treatment t (N,)."""
+        self._check_params()
+        x, t, _ = check_dataset(x, t)
+        n, d = x.shape
+        self.lam_ = self.lam / n if self.lam_scaling == "size" else float(self.lam)
+        mean, sd = x.mean(0), x.std(0)
+        xs = np.where(sd > 1e-12, (x - mean) / np.where(sd > 1e-12, sd, 1.0), 0.0)
+
+        D = int(self.key_dim or d)
+        if D == d:
+            w0 = np.eye(d)
+        else:  # random orthogonal rows/columns: no direction of x is favoured a priori
+            rng = np.random.default_rng(self.random_state)
+            q, _ = np.linalg.qr(rng.standard_normal((max(D, d), max(D, d))))
+            w0 = q[:D, :d]
+        dt = torch.float64
+        X = torch.as_tensor(xs, dtype=dt)[None]
+        T = torch.as_tensor(t, dtype=dt)[None]
+        M = torch.ones(1, n, dtype=torch.bool)
+        Wk = torch.tensor(w0, dtype=dt, requires_grad=self.learn_keys)
+        logits = torch.zeros(1, n, dtype=dt, requires_grad=True)
+
+        def keys_of(wk):
+            return normalize_keys(X @ wk.T, M)
+
+        self.loss_curve_ = []
+        steps = int(self.max_iter) if (self.learn_keys or not self.polish) else 0
+        if steps:
+            params = [logits] + ([Wk] if self.learn_keys else [])
+            opt = torch.optim.Adam(params, lr=self.lr)
+            for _ in range(steps):
+                opt.zero_grad(set_to_none=True)
+                loss = balancing_loss(
+                    keys_of(Wk), torch.sigmoid(logits), T, M, self.lam_, self.estimand, objective=self.objective
+                )["loss"].sum()
+                loss.backward()
+                opt.step()
+                self.loss_curve_.append(loss.item())
+        self.n_iter_ = steps
+
+        with torch.no_grad():
+            keys = keys_of(Wk)
+            if self.polish:
+                K = dense_kernel(keys, M)[0].numpy()
+                alpha, _, self.solver_iter_ = solve_balancing_svm(K, t, self.lam_, self.estimand, self.tol)
+                alpha_t = torch.as_tensor(alpha, dtype=dt)[None]
+            else:
+                alpha_t = torch.sigmoid(logits)
+                self.solver_iter_ = 0
+            parts = balancing_loss(keys, alpha_t, T, M, self.lam_, self.estimand)
+            alpha_t = parts["alpha"]  # dual-feasible (arms of equal mass for the ATE)
+            self.keys_ = keys[0].numpy()
+            self.alpha_ = alpha_t[0].numpy()
+            self.intercept_ = float(parts["intercept"][0])
+            self.loss_ = float(parts["primal"][0])
+            self.dual_objective_ = float(parts["dual"][0])
+            self.duality_gap_ = float(parts["gap"][0])
+            self.weights_ = project_weights(alpha_t, T, M, self.estimand)[0].numpy()
+        self._x, self._t = x, t
+        self.estimand_ = self.estimand
+        return self
+
+    def estimate(self, y) -> Estimate:
+        """ATE (or ATT) of outcome y (N,) with the fitted weights, plus balance diagnostics."""
+        if not hasattr(self, "weights_"):
+            raise RuntimeError("call fit(x, t) before estimate(y)")
+        _, _, y = check_dataset(self._x, self._t, y)
+        X = torch.as_tensor(self._x)[None]
+        T = torch.as_tensor(self._t)[None]
+        W = torch.as_tensor(self.weights_)[None]
+        M = torch.ones_like(T, dtype=torch.bool)
+        ate = float(weighted_effect(W, T, torch.as_tensor(y)[None], M)[0])
+        diag = {k: v[0].numpy() for k, v in balance_diagnostics(X, T, W, M).items()}
+        diag = {k: (float(v) if v.ndim == 0 else v) for k, v in diag.items()}
+        diag.update(
+            max_abs_smd_before=float(np.abs(diag["smd_before"]).max()),
+            max_abs_smd_after=float(np.abs(diag["smd_after"]).max()),
+            n_treated=int(self._t.sum()),
+            n_control=int((1 - self._t).sum()),
+            lam=float(self.lam),
+            balancing_loss=self.loss_,
+            duality_gap=self.duality_gap_,
+        )
+        return Estimate(ate=ate, weights=self.weights_.copy(), diagnostics=diag, estimand=self.estimand_)
+
+
+def fit_single(x, t, lam: float = DEFAULT_LAM, **kwargs) -> np.ndarray:
+    """Algorithm 1 in one call: per-arm normalised balancing weights (N,) for one dataset.
+
+    ``x`` (N, d) and ``t`` (N,) are numpy arrays (or array-likes); keyword arguments are those of
+    `SingleDatasetCInA`. The estimate is then ``w[t==1] @ y[t==1] - w[t==0] @ y[t==0]``.
+    """
+    return SingleDatasetCInA(lam, **kwargs).fit(x, t).weights_
