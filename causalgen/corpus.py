@@ -76,6 +76,7 @@ class Corpus:
         self.cache_shards = max(0, int(cache_shards))
         self._cache: OrderedDict[int, shardfmt.ShardData] = OrderedDict()
         self._config = None
+        self._columns: dict[str, np.ndarray] | None = None
 
     def __repr__(self) -> str:
         m = self.manifest
@@ -96,8 +97,16 @@ class Corpus:
 
     @property
     def columns(self) -> dict[str, np.ndarray]:
-        """Per-task summary columns from the manifest (no shard is opened)."""
-        return self.manifest.columns()
+        """Per-task summary columns from the manifest (no shard is opened), in corpus order."""
+        if self._columns is None:
+            self._columns = self.manifest.columns()
+        return self._columns
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Sent to DataLoader workers / other processes: ship the index, not the cached shards.
+        state = dict(self.__dict__)
+        state["_cache"] = OrderedDict()
+        return state
 
     def task_seed(self, i: int) -> int:
         """The seed task i was sampled with: ``sample_task(corpus.config, corpus.task_seed(i))``."""

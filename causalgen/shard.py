@@ -444,14 +444,33 @@ def read_bytes(location: str) -> bytes:
 
 
 def unzip(data: bytes, where: str) -> dict[str, bytes]:
-    """Members of a packed shard; refuses truncated zips and duplicate keys."""
+    """Members of a packed shard; refuses truncated zips and duplicate keys.
+
+    Stored (uncompressed) members are returned as zero-copy views of `data`:
+    zipfile's own read would copy every chunk and CRC it again, which costs
+    more than decoding the shard; the chunks carry their own crc32c instead.
+    """
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            names = zf.namelist()
+            infos = [i for i in zf.infolist() if not i.filename.endswith("/")]
+            names = [i.filename for i in infos]
             if len(set(names)) != len(names):
                 dup = next(n for n in names if names.count(n) > 1)
                 raise ShardError(f"{where}: zip has duplicate member {dup!r} (rewritten in place?)")
-            return {n: zf.read(n) for n in names if not n.endswith("/")}
+            view = memoryview(data)
+            out = {}
+            for info in infos:
+                if info.compress_type != zipfile.ZIP_STORED:
+                    out[info.filename] = zf.read(info)
+                    continue
+                header = view[info.header_offset:info.header_offset + 30]
+                if len(header) < 30 or bytes(header[:4]) != b"PK\x03\x04":
+                    raise ShardError(f"{where}: zip member {info.filename!r} has a bad local header (corrupt?)")
+                start = info.header_offset + 30 + int.from_bytes(header[26:28], "little") + int.from_bytes(header[28:30], "little")
+                if start + info.compress_size > len(data):
+                    raise ShardError(f"{where}: zip member {info.filename!r} runs past the end of the file (truncated?)")
+                out[info.filename] = view[start:start + info.compress_size]
+            return out
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError) as exc:
         if isinstance(exc, ShardError):
             raise

@@ -234,3 +234,14 @@ def test_memory_filesystem_corpus(built):
     assert len(mem) == N_TASKS and all(mem[i].equals(ref[i]) for i in range(N_TASKS))
     assert mem.manifest.to_json() == ref.manifest.to_json()
     assert verify_corpus("memory://corpus-test/c").ok
+
+
+def test_corpus_pickles_without_its_shard_cache(built):
+    import pickle
+
+    corpus = open_corpus(built)
+    first = corpus[0]
+    assert corpus._cache  # the shard is cached after a read
+    clone = pickle.loads(pickle.dumps(corpus))
+    assert not clone._cache and len(pickle.dumps(corpus)) < 200_000
+    assert clone[0].equals(first) and len(clone) == len(corpus)
