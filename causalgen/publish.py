@@ -1,0 +1,660 @@
+"""``causalgen publish``: turn a verified corpus into a Hugging Face dataset repository.
+
+The repository (layout in `causalgen.published`) offers every task twice, from
+one pass over the corpus:
+
+- Parquet, one row per task with explicit `datasets.Features`, so
+  ``load_dataset("ORG/NAME")`` (also ``streaming=True``) and the Hub viewer work
+  without causalgen;
+- packed zarr shards grouped by split, plus ``manifest.json`` with the checksum
+  of every file, for causalgen's own fast loaders (`causalgen.hub`).
+
+Safety rules, checked in this order so that bad input costs nothing: the repo id
+is validated before anything else; ``--push`` needs a token; OUT must be empty
+(or ``--overwrite``, and then only a previous publish output is replaced); the
+corpus must pass `verify_corpus` (complete, every checksum and value check).
+The repository is built in a hidden sibling directory, verified, and only then
+renamed onto OUT, so an interrupted or failed publish never leaves a partial OUT
+and never destroys the previous one.
+
+The token for ``--push`` is resolved by `huggingface_hub` itself (``HF_TOKEN`` or
+the login cache); this module only asks whether one exists and never holds,
+prints or writes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import shard as shardfmt
+from .manifest import SEED_SCHEME, CorpusError, config_digest, summarise
+from .published import (
+    CARD_NAME,
+    DATA_DIR,
+    FIGURE_NAME,
+    FIGURES_DIR,
+    MANIFEST_NAME,
+    TOP_LEVEL,
+    ZARR_DIR,
+    PublishedFile,
+    PublishedManifest,
+    PublishedShard,
+    parquet_path,
+    zarr_shard_path,
+)
+from .splits import SPLITS, split_of
+
+DEFAULT_LICENSE = "cc-by-4.0"
+#: Parquet file size target, as `datasets.push_to_hub` (estimated from manifest counts).
+DEFAULT_MAX_PARQUET_BYTES = 500 * 1000**2
+#: Arrow bytes per Parquet row group: small enough that `IterableDataset` can
+#: spread a file over several workers, large enough to keep per-group overhead low.
+ROW_GROUP_BYTES = 32 * 1024**2
+#: Hub limit: fewer than 10k entries per folder.
+MAX_FILES_PER_FOLDER = 10_000
+_REPO_ID = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?/[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
+_LICENSE = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
+#: What a push uploads (the publish output, nothing a user may have added) and
+#: which remote files it replaces: stale shards of an earlier, larger publish
+#: would otherwise still match the card's ``data/<split>-*.parquet`` globs.
+UPLOAD_PATTERNS = [CARD_NAME, MANIFEST_NAME, f"{DATA_DIR}/*.parquet", f"{ZARR_DIR}/*/shard-*.zarr.zip", f"{FIGURES_DIR}/*.png"]
+DELETE_PATTERNS = [f"{DATA_DIR}/*", f"{ZARR_DIR}/*", f"{FIGURES_DIR}/*"]
+
+
+class PublishError(CorpusError):
+    """Publishing was refused or failed; the message (one line) names the problem."""
+
+
+# ------------------------------------------------------------------ input checks
+
+
+def check_repo_id(repo_id: str) -> str:
+    """``ORG/NAME`` as the Hub accepts it; `PublishError` otherwise."""
+    if not isinstance(repo_id, str) or not _REPO_ID.match(repo_id) or "--" in repo_id or ".." in repo_id or repo_id.endswith(".git"):
+        raise PublishError(
+            f"--repo-id {repo_id!r}: expected ORG/NAME (letters, digits, '-', '_', '.'; at most 96 characters each; "
+            "no '--' or '..'; not starting or ending with '-' or '.')"
+        )
+    return repo_id
+
+
+def check_license(license: str) -> str:
+    if not isinstance(license, str) or not _LICENSE.match(license):
+        raise PublishError(f"--license {license!r}: expected a Hub license identifier such as cc-by-4.0, apache-2.0 or other")
+    return license
+
+
+def has_token() -> bool:
+    """Whether `huggingface_hub` will find a token (HF_TOKEN or the login cache); the token is not kept."""
+    from huggingface_hub import get_token
+
+    return get_token() is not None
+
+
+def _is_local(path: str) -> bool:
+    return "://" not in path or path.startswith("file://")
+
+
+def _local(path: str) -> str:
+    return path[len("file://"):] if path.startswith("file://") else path
+
+
+def check_out_dir(out: str, *, overwrite: bool, corpus: str | None = None) -> None:
+    """Refuse an OUT that is a file, non-empty without overwrite, foreign, or holds the corpus."""
+    if not _is_local(out):
+        raise PublishError(f"--repo-dir {out}: must be a local directory (upload with --push)")
+    out = _local(out)
+    if corpus is not None and _is_local(corpus):
+        real_out, real_corpus = os.path.realpath(out), os.path.realpath(_local(corpus))
+        if real_corpus == real_out or real_corpus.startswith(real_out.rstrip(os.sep) + os.sep):
+            raise PublishError(f"--repo-dir {out}: contains the corpus {corpus}; choose a separate output directory")
+    if os.path.lexists(out) and not os.path.isdir(out):
+        raise PublishError(f"--repo-dir {out}: exists and is not a directory")
+    if not os.path.isdir(out):
+        return
+    entries = sorted(os.listdir(out))
+    if not entries:
+        return
+    if not overwrite:
+        raise PublishError(f"--repo-dir {out}: not empty ({len(entries)} entries); pass --overwrite to replace a previous publish")
+    foreign = [e for e in entries if e not in TOP_LEVEL]
+    if foreign:
+        raise PublishError(
+            f"--repo-dir {out}: contains {foreign[0]!r}, which causalgen publish does not write; "
+            "refusing to replace it even with --overwrite (use an empty directory)"
+        )
+
+
+def open_verified_corpus(corpus: str, *, progress: bool = False):
+    """`open_corpus` after a full `verify_corpus`; refuses published repos, partial or damaged corpora."""
+    from .corpus import open_corpus, read_manifest, verify_corpus
+    from .hub import is_published
+
+    if is_published(corpus):
+        raise PublishError(f"{corpus}: is already a published repository; publish the corpus it was built from")
+    total = read_manifest(corpus).tasks_written  # CorpusError (missing / malformed manifest) first
+    from tqdm.auto import tqdm
+
+    with tqdm(total=total, unit="task", desc="verify", disable=not progress, dynamic_ncols=True) as bar:
+        report = verify_corpus(corpus, progress=bar.update)
+    if not report.ok:
+        extra = f" (+{len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
+        raise PublishError(f"{corpus}: refusing to publish, verify failed: {report.problems[0]}{extra}")
+    return open_corpus(corpus)
+
+
+# ------------------------------------------------------------------ the plan
+
+
+@dataclass
+class SplitPlan:
+    """Which corpus tasks go where, for one split (all from the manifest, nothing decoded)."""
+
+    split: str
+    tasks: list[int]  #: corpus indices, in corpus order
+    shard_sizes: list[int]  #: tasks per zarr shard
+    parquet_rows: list[int]  #: rows per Parquet file
+
+
+@dataclass
+class PublishPlan:
+    num_tasks: int
+    shard_size: int
+    splits: dict[str, SplitPlan] = field(default_factory=dict)
+
+    def files(self) -> list[tuple[str, str]]:
+        """(path, what) of every file the repository will hold, in upload order."""
+        out = [(CARD_NAME, "dataset card"), (MANIFEST_NAME, "index and checksums"), (FIGURE_NAME, "summary histograms")]
+        for s, p in self.splits.items():
+            out += [(parquet_path(s, k, len(p.parquet_rows)), f"{n} rows") for k, n in enumerate(p.parquet_rows)]
+        for s, p in self.splits.items():
+            out += [(zarr_shard_path(s, k), f"{n} tasks") for k, n in enumerate(p.shard_sizes)]
+        return out
+
+
+def make_plan(columns: dict[str, np.ndarray], *, shard_size: int, max_parquet_bytes: int) -> PublishPlan:
+    """Split assignment, zarr shard sizes and Parquet file boundaries from manifest columns."""
+    from .parquet_view import estimate_row_bytes
+
+    idx = columns["task_index"]
+    labels = np.asarray([split_of(int(s)) for s in columns["seed"]])
+    est = estimate_row_bytes(columns["n_units"], columns["n_covariates"], columns["n_nodes"])
+    plan = PublishPlan(num_tasks=int(idx.shape[0]), shard_size=shard_size)
+    for s in SPLITS:
+        mask = labels == s
+        tasks = [int(i) for i in idx[mask]]
+        sizes = [min(shard_size, len(tasks) - k) for k in range(0, len(tasks), shard_size)]
+        rows: list[int] = []
+        current, current_bytes = 0, 0
+        for b in est[mask]:
+            # Greedy: start a new file when this row would push the current one past the target.
+            if current and current_bytes + int(b) > max_parquet_bytes:
+                rows.append(current)
+                current, current_bytes = 0, 0
+            current += 1
+            current_bytes += int(b)
+        if current:
+            rows.append(current)
+        for kind, n in (("zarr shards", len(sizes)), ("Parquet files", len(rows))):
+            if n > MAX_FILES_PER_FOLDER:
+                raise PublishError(
+                    f"split {s}: {n} {kind} exceed the Hub's {MAX_FILES_PER_FOLDER} files per folder; raise --shard-size / --max-parquet-mb"
+                )
+        plan.splits[s] = SplitPlan(split=s, tasks=tasks, shard_sizes=sizes, parquet_rows=rows)
+    return plan
+
+
+# ------------------------------------------------------------------ building
+
+
+def _sha256_file(path: str) -> tuple[int, str]:
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+            size += len(block)
+    return size, h.hexdigest()
+
+
+class _ParquetSplitWriter:
+    """Writes one split's rows into its planned Parquet files, one row group per ~32 MB."""
+
+    def __init__(self, root: str, split: str, rows_per_file: list[int]):
+        self.root, self.split, self.rows_per_file = root, split, rows_per_file
+        self.file_index = 0
+        self.rows_in_file = 0
+        self.written_rows = 0
+        self.writer = None
+        self.pending: list[tuple[Any, int, dict]] = []  # (task, corpus index, summaries)
+        self.pending_bytes = 0
+        self.records: list[PublishedFile] = []
+        self.arrow_bytes = 0
+
+    def add(self, task, index: int, summary: dict, est_bytes: int) -> None:
+        self.pending.append((task, index, summary))
+        self.pending_bytes += est_bytes
+        remaining = self.rows_per_file[self.file_index] - self.rows_in_file
+        if len(self.pending) == remaining or self.pending_bytes >= ROW_GROUP_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow.parquet as pq
+        from datasets import config as ds_config
+
+        from .parquet_view import tasks_to_table, task_features
+
+        if not self.pending:
+            return
+        tasks = [p[0] for p in self.pending]
+        summaries = {k: [p[2][k] for p in self.pending] for k in ("graph_family", "mechanism", "treated_share", "propensity_min", "propensity_max")}
+        table = tasks_to_table(tasks, task_indices=[p[1] for p in self.pending], splits=[self.split] * len(tasks), summaries=summaries)
+        if self.writer is None:
+            path = os.path.join(self.root, parquet_path(self.split, self.file_index, len(self.rows_per_file)))
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            schema = task_features().arrow_schema
+            # Same writer settings as `datasets` (content-defined chunking + page
+            # index), so re-uploads deduplicate on the Xet-backed Hub.
+            self.writer = pq.ParquetWriter(
+                path, schema, write_page_index=True, use_content_defined_chunking=ds_config.DEFAULT_CDC_OPTIONS,
+            )
+            self.writer.add_key_value_metadata({"content_defined_chunking": json.dumps(ds_config.DEFAULT_CDC_OPTIONS)})
+            self.path = path
+        self.writer.write_table(table, row_group_size=len(tasks))
+        self.arrow_bytes += table.nbytes
+        self.rows_in_file += len(tasks)
+        self.pending, self.pending_bytes = [], 0
+        if self.rows_in_file == self.rows_per_file[self.file_index]:
+            self.writer.close()
+            self.writer = None
+            size, digest = _sha256_file(self.path)
+            rel = parquet_path(self.split, self.file_index, len(self.rows_per_file))
+            self.records.append(PublishedFile(path=rel, bytes=size, sha256=digest, split=self.split, first=self.written_rows, rows=self.rows_in_file))
+            self.written_rows += self.rows_in_file
+            self.file_index += 1
+            self.rows_in_file = 0
+
+    def close(self) -> None:
+        if self.pending or self.writer is not None or self.file_index != len(self.rows_per_file):
+            raise RuntimeError(f"split {self.split}: Parquet rows do not match the plan (bug)")
+
+
+class _ZarrSplitWriter:
+    """Packs one split's tasks into ``zarr/<split>/shard-NNNNN.zarr.zip`` as planned."""
+
+    def __init__(self, root: str, split: str, shard_sizes: list[int], compression: str):
+        self.root, self.split, self.shard_sizes, self.compression = root, split, shard_sizes, compression
+        self.pending: list[tuple[Any, int]] = []
+        self.first = 0
+        self.records: list[PublishedShard] = []
+
+    def add(self, task, index: int) -> None:
+        self.pending.append((task, index))
+        if len(self.pending) == self.shard_sizes[len(self.records)]:
+            self._write()
+
+    def _write(self) -> None:
+        k = len(self.records)
+        tasks = [p[0] for p in self.pending]
+        seeds = [int(t.meta["seed"]) for t in tasks]
+        # Inside the shard, task_index / first_task count positions within the
+        # split (the shard layout requires them contiguous); the corpus index
+        # goes into the manifest record.
+        cols = shardfmt.flatten_tasks(tasks, range(self.first, self.first + len(tasks)), seeds)
+        files = shardfmt.encode_columns(cols, shard_index=k, first_task=self.first, compression=self.compression)
+        rel = zarr_shard_path(self.split, k)
+        dest = os.path.join(self.root, rel)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        written = shardfmt.write_shard(files, dest)
+        summary, rejections = summarise(cols, [t.meta for t in tasks])
+        self.records.append(PublishedShard(
+            split=self.split, index=k, path=rel, first=self.first, num_tasks=len(tasks), bytes=written.bytes,
+            sha256=written.sha256, qc_rejections=rejections, tasks={"task_index": [p[1] for p in self.pending], **summary},
+        ))
+        self.first += len(tasks)
+        self.pending = []
+
+    def close(self) -> None:
+        if self.pending or len(self.records) != len(self.shard_sizes):
+            raise RuntimeError(f"split {self.split}: zarr shards do not match the plan (bug)")
+
+
+def _source_identity(corpus) -> dict[str, Any]:
+    m = corpus.manifest
+    return {
+        "corpus_seed": m.corpus_seed,
+        "num_tasks": m.num_tasks,
+        "num_shards": m.num_shards,
+        "shard_size": m.shard_size,
+        "shard_format": m.shard_format,
+        "compression": m.compression,
+        "sampler": m.sampler,
+        "causalgen_version": m.causalgen_version,
+        "seed_scheme": SEED_SCHEME,
+        "config_sha256": config_digest(m.config),
+        # of the canonical manifest text: identifies the exact corpus published
+        "manifest_sha256": hashlib.sha256(m.to_json().encode("utf-8")).hexdigest(),
+    }
+
+
+def build_repository(
+    corpus,
+    dest: str,
+    plan: PublishPlan,
+    *,
+    repo_id: str | None,
+    license: str,
+    pretty_name: str | None,
+    template_dir: str | None = None,
+    progress: bool = False,
+) -> PublishedManifest:
+    """Write the whole repository into the empty directory `dest` (one pass over the corpus)."""
+    from tqdm.auto import tqdm
+
+    from . import __version__
+    from .card import render_card, render_figure
+    from .parquet_view import estimate_row_bytes
+
+    cols = corpus.columns
+    labels = {i: s for s, p in plan.splits.items() for i in p.tasks}
+    est = estimate_row_bytes(cols["n_units"], cols["n_covariates"], cols["n_nodes"])
+    zarr_w = {s: _ZarrSplitWriter(dest, s, p.shard_sizes, corpus.manifest.compression) for s, p in plan.splits.items()}
+    pq_w = {s: _ParquetSplitWriter(dest, s, p.parquet_rows) for s, p in plan.splits.items()}
+    summary_names = ("graph_family", "mechanism", "treated_share", "propensity_min", "propensity_max")
+    meta_keys: set[str] = set()
+    i = 0
+    with tqdm(total=plan.num_tasks, unit="task", desc="publish", disable=not progress, dynamic_ncols=True) as bar:
+        for data in corpus.iter_shards():
+            for task in data:
+                s = labels[i]
+                meta_keys.update(task.meta)
+                zarr_w[s].add(task, i)
+                pq_w[s].add(task, i, {k: cols[k][i] for k in summary_names}, int(est[i]))
+                i += 1
+            bar.update(len(data))
+    for w in (*zarr_w.values(), *pq_w.values()):
+        w.close()
+
+    os.makedirs(os.path.join(dest, FIGURES_DIR), exist_ok=True)
+    figure_columns = {**{k: cols[k] for k in ("ate", "n_units", "treated_share")}, "split": np.asarray([labels[j] for j in range(i)], dtype=object)}
+    render_figure(figure_columns, os.path.join(dest, FIGURE_NAME))
+    size, digest = _sha256_file(os.path.join(dest, FIGURE_NAME))
+
+    manifest = PublishedManifest(
+        config=corpus.manifest.config,
+        source={**_source_identity(corpus)},
+        num_tasks=plan.num_tasks,
+        shard_size=plan.shard_size,
+        compression=corpus.manifest.compression,
+        causalgen_version=__version__,
+        shards=tuple(r for s in SPLITS for r in zarr_w[s].records),
+        parquet=tuple(f for s in SPLITS for f in pq_w[s].records),
+        figures=(PublishedFile(path=FIGURE_NAME, bytes=size, sha256=digest),),
+    )
+    manifest.check(MANIFEST_NAME)
+    with open(os.path.join(dest, MANIFEST_NAME), "w", encoding="utf-8") as fh:
+        fh.write(manifest.to_json())
+    card = render_card(
+        manifest, repo_id=repo_id, license=license, pretty_name=pretty_name, meta_keys=sorted(meta_keys),
+        split_bytes={s: w.arrow_bytes for s, w in pq_w.items()}, template_dir=template_dir,
+    )
+    with open(os.path.join(dest, CARD_NAME), "w", encoding="utf-8") as fh:
+        fh.write(card)
+    return manifest
+
+
+def _install(tmp: str, out: str) -> None:
+    """Move the finished `tmp` onto `out`; the old OUT is removed only once the new one is in place."""
+    if not os.path.isdir(out):
+        os.replace(tmp, out)
+        return
+    if not os.listdir(out):
+        os.replace(tmp, out)  # POSIX rename replaces an empty directory atomically
+        return
+    parent, name = os.path.split(os.path.abspath(out))
+    old = tempfile.mkdtemp(prefix=f".{name}.old-", dir=parent)
+    os.rmdir(old)
+    os.replace(out, old)
+    try:
+        os.replace(tmp, out)
+    except BaseException:
+        os.replace(old, out)  # put the previous publish back
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+@dataclass
+class PublishResult:
+    repo_dir: str
+    manifest: PublishedManifest
+    plan: PublishPlan
+
+
+def publish(
+    corpus: str | os.PathLike,
+    repo_dir: str | os.PathLike,
+    *,
+    repo_id: str | None = None,
+    overwrite: bool = False,
+    license: str = DEFAULT_LICENSE,
+    pretty_name: str | None = None,
+    shard_size: int | None = None,
+    max_parquet_bytes: int = DEFAULT_MAX_PARQUET_BYTES,
+    template_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+) -> PublishResult:
+    """Build the dataset repository for `corpus` in `repo_dir` (no upload; see `push`).
+
+    shard_size: tasks per published zarr shard (default: the corpus's).
+    Raises `PublishError` (one line) for refused input, `CorpusError` for an
+    unreadable corpus. `repo_dir` is replaced only by a complete, verified build.
+    """
+    corpus, out = os.fspath(corpus), os.fspath(repo_dir)
+    if repo_id is not None:
+        check_repo_id(repo_id)
+    check_license(license)
+    if shard_size is not None and (isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1):
+        raise PublishError(f"--shard-size: expected a positive integer, got {shard_size!r}")
+    if not isinstance(max_parquet_bytes, int) or max_parquet_bytes < 1:
+        raise PublishError(f"--max-parquet-mb: expected a positive size, got {max_parquet_bytes!r}")
+    check_out_dir(out, overwrite=overwrite, corpus=corpus)
+    from .card import load_template, CARD_TEMPLATE
+
+    load_template(CARD_TEMPLATE, template_dir)  # a missing template should fail before the long part
+    source = open_verified_corpus(corpus, progress=progress)
+    plan = make_plan(source.columns, shard_size=shard_size or source.manifest.shard_size, max_parquet_bytes=max_parquet_bytes)
+
+    from .hub import verify_published
+
+    out = _local(out)
+    parent, name = os.path.split(os.path.abspath(out))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)
+    try:
+        manifest = build_repository(
+            source, tmp, plan, repo_id=repo_id, license=license, pretty_name=pretty_name,
+            template_dir=os.fspath(template_dir) if template_dir is not None else None, progress=progress,
+        )
+        report = verify_published(tmp)
+        if not report.ok:
+            raise PublishError(f"the built repository failed verification (not installed): {report.problems[0]}")
+        # Re-check OUT: another process may have written into it while we built.
+        check_out_dir(out, overwrite=overwrite, corpus=corpus)
+        _install(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return PublishResult(repo_dir=out, manifest=manifest, plan=plan)
+
+
+# ------------------------------------------------------------------ pushing
+
+
+def push(repo_dir: str | os.PathLike, repo_id: str, *, private: bool = False, commit_message: str | None = None, api=None, verify: bool = True):
+    """Upload a built repository folder: ``create_repo`` (exist_ok) then one ``upload_folder``.
+
+    Only the files a publish writes are uploaded (`UPLOAD_PATTERNS`); remote
+    files under data/, zarr/ and figures/ that this publish does not contain are
+    deleted in the same commit, so the card's globs never pick up stale shards.
+    api: an `HfApi` (default: a new one, which finds the token itself).
+    Returns the `CommitInfo`.
+    """
+    from huggingface_hub import HfApi
+
+    from .hub import read_published_manifest, verify_published, _LocalSource
+
+    check_repo_id(repo_id)
+    root = os.fspath(repo_dir)
+    if verify:
+        report = verify_published(root)
+        if not report.ok:
+            raise PublishError(f"{root}: refusing to push, verification failed: {report.problems[0]}")
+    manifest = read_published_manifest(_LocalSource(root))
+    api = api if api is not None else HfApi()
+    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    message = commit_message or (
+        f"causalgen publish: {manifest.num_tasks} tasks of config {manifest.config.get('name', 'custom')!r}, "
+        f"corpus seed {manifest.corpus_seed} (causalgen {manifest.causalgen_version})"
+    )
+    return api.upload_folder(
+        repo_id=repo_id, repo_type="dataset", folder_path=root, commit_message=message,
+        allow_patterns=UPLOAD_PATTERNS, delete_patterns=DELETE_PATTERNS,
+    )
+
+
+# ------------------------------------------------------------------ CLI
+
+
+def add_publish_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``publish`` subcommand to an argparse subparsers object; returns its parser."""
+    p = subparsers.add_parser(
+        "publish",
+        help="build (and optionally upload) a Hugging Face dataset repository from a corpus",
+        description="Build a dataset repository from a verified corpus: Parquet for datasets.load_dataset, packed zarr "
+        "shards by split, manifest.json and a dataset card (README.md). --push uploads it with huggingface_hub "
+        "(token from HF_TOKEN or `hf auth login`).",
+    )
+    p.add_argument("corpus", metavar="CORPUS_DIR", help="corpus directory or URL (must pass `causalgen verify`)")
+    p.add_argument("--repo-dir", required=True, metavar="OUT", help="local output folder (must be empty, or --overwrite)")
+    p.add_argument("--repo-id", metavar="ORG/NAME", help="Hub dataset id (required with --push; used in the card's examples)")
+    p.add_argument("--push", action="store_true", help="upload OUT to the Hub after building it")
+    p.add_argument("--private", action="store_true", help="create the Hub repository as private (with --push)")
+    p.add_argument("--overwrite", action="store_true", help="replace a previous publish output in OUT")
+    p.add_argument("--dry-run", action="store_true", help="run every check, print the files that would be written and uploaded, write nothing")
+    p.add_argument("--license", default=DEFAULT_LICENSE, help=f"license identifier for the card (default {DEFAULT_LICENSE})")
+    p.add_argument("--pretty-name", metavar="TEXT", help="title of the dataset card")
+    p.add_argument("--shard-size", type=int, metavar="S", help="tasks per published zarr shard (default: the corpus's shard size)")
+    p.add_argument("--max-parquet-mb", type=float, default=DEFAULT_MAX_PARQUET_BYTES / 1e6, metavar="MB",
+                   help="target size of each Parquet file (default 500)")
+    p.add_argument("--card-templates", metavar="DIR", help="folder with the card templates (default: data_cards/ of this checkout)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run_publish)
+    return p
+
+
+def _print_dry_run(args, plan: PublishPlan) -> None:
+    counts = ", ".join(f"{s} {len(p.tasks)}" for s, p in plan.splits.items())
+    print(f"dry run: would write {args.repo_dir} ({plan.num_tasks} tasks: {counts}):")
+    for path, what in plan.files():
+        print(f"  {path}  ({what})")
+    if args.push:
+        visibility = "private" if args.private else "public (unless it exists already)"
+        token = "found" if has_token() else "NOT found: set HF_TOKEN or run `hf auth login` first"
+        print(f"dry run: would upload to https://huggingface.co/datasets/{args.repo_id} ({visibility}): create_repo + upload_folder "
+              f"of {len(plan.files())} files, deleting remote files under {', '.join(DELETE_PATTERNS)} not in this upload; token {token}")
+
+
+def run_publish(args) -> int:
+    """Run ``causalgen publish`` from parsed arguments; returns the exit code.
+
+    Exit codes follow the CLI: 0 done, 1 upload failed or the build failed
+    verification, 2 refused input (one line on stderr), 130 interrupted.
+    """
+    prog = "causalgen publish"
+    try:
+        if args.repo_id is not None:
+            check_repo_id(args.repo_id)
+        if args.push and args.repo_id is None:
+            raise PublishError("--push needs --repo-id ORG/NAME")
+        if args.private and not args.push:
+            raise PublishError("--private only applies with --push")
+        check_license(args.license)
+        if args.push and not args.dry_run and not has_token():
+            raise PublishError("--push: no Hugging Face token found; set HF_TOKEN or run `hf auth login`")
+        if args.shard_size is not None and args.shard_size < 1:
+            raise PublishError(f"--shard-size: must be >= 1, got {args.shard_size}")
+        if not args.max_parquet_mb > 0:
+            raise PublishError(f"--max-parquet-mb: must be > 0, got {args.max_parquet_mb}")
+        max_bytes = max(1, int(args.max_parquet_mb * 1e6))
+        if args.dry_run:
+            check_out_dir(args.repo_dir, overwrite=args.overwrite, corpus=args.corpus)
+            source = open_verified_corpus(args.corpus, progress=not args.quiet)
+            plan = make_plan(source.columns, shard_size=args.shard_size or source.manifest.shard_size, max_parquet_bytes=max_bytes)
+            _print_dry_run(args, plan)
+            return 0
+        result = publish(
+            args.corpus, args.repo_dir, repo_id=args.repo_id, overwrite=args.overwrite, license=args.license,
+            pretty_name=args.pretty_name, shard_size=args.shard_size, max_parquet_bytes=max_bytes,
+            template_dir=args.card_templates, progress=not args.quiet,
+        )
+        m = result.manifest
+        size = sum(b for _, b, _ in m.files()) / 1e6
+        print(f"{result.repo_dir}: {m.num_tasks} tasks ({', '.join(f'{s} {n}' for s, n in m.split_counts.items())}), "
+              f"{len(m.parquet)} Parquet files, {len(m.shards)} zarr shards, {size:.1f} MB")
+        if args.push:
+            info = push(result.repo_dir, args.repo_id, private=args.private, verify=False)
+            print(f"pushed to https://huggingface.co/datasets/{args.repo_id} ({getattr(info, 'commit_url', info)})")
+        return 0
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except CorpusError as exc:  # PublishError, unreadable corpus or repository
+        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except shardfmt.ShardError as exc:
+        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        from huggingface_hub.errors import HfHubHTTPError
+
+        from .card import CardError
+
+        if isinstance(exc, CardError):
+            print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+            return 2
+        if isinstance(exc, HfHubHTTPError):
+            print(f"{prog}: error: upload failed: {_one_line(exc)}", file=sys.stderr)
+            return 1
+        raise
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Standalone entry point (``python -m causalgen.publish ...``) until cli.py hooks the subcommand in."""
+    from .cli import _Parser
+
+    parser = _Parser(prog="causalgen", description="causalgen publish")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    add_publish_parser(sub)
+    args = parser.parse_args(argv)
+    return run_publish(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
