@@ -316,7 +316,7 @@ class _Output:
         data = text.encode("utf-8")
         if self.local:
             final = os.path.join(self.path, rel)
-            tmp = final + f".tmp-{os.getpid()}"
+            tmp = os.path.join(self.path, f".{rel}.tmp-{os.getpid()}")
             with open(tmp, "wb") as fh:
                 fh.write(data)
                 fh.flush()
@@ -324,7 +324,7 @@ class _Output:
             os.replace(tmp, final)
         else:
             final = posixpath.join(self.path, rel)
-            tmp = final + f".tmp-{os.getpid()}"
+            tmp = posixpath.join(self.path, f".{rel}.tmp-{os.getpid()}")
             self.fs.pipe_file(tmp, data)
             self.fs.mv(tmp, final)
 
@@ -358,6 +358,11 @@ class _Output:
 # ------------------------------------------------------------------ the driver
 
 
+def _ours(name: str) -> bool:
+    """Root entries a killed generator may leave behind before the manifest exists."""
+    return name == ".lock" or name.startswith(f".{MANIFEST_NAME}.tmp-")
+
+
 def _diff(old: dict[str, Any], new: dict[str, Any]) -> str:
     for key in new:
         if old.get(key) != new.get(key):
@@ -379,7 +384,7 @@ def prepare_output(spec: CorpusSpec, out: _Output, overwrite: bool) -> Manifest:
     fresh = spec.empty_manifest()
     text = out.read_text(MANIFEST_NAME) if out.exists() else None
     if text is None:
-        entries = [e for e in out.listdir() if e != ".lock"]
+        entries = [e for e in out.listdir() if not _ours(e)]
         if entries:
             raise CorpusError(
                 f"{out.root}: directory is not empty and has no {MANIFEST_NAME}; refusing to write a corpus into it"
@@ -411,6 +416,9 @@ def _reconcile(spec: CorpusSpec, out: _Output, manifest: Manifest, jobs: list[Sh
     for name in present:
         if name.startswith(".tmp-"):
             out.remove(f"{SHARDS_DIR}/{name}")  # an interrupted write: never complete
+    for name in out.listdir():
+        if name.startswith(f".{MANIFEST_NAME}.tmp-"):
+            out.remove(name)  # a manifest rewrite cut short; the old manifest is intact
     records = []
     for job in jobs:
         name = posixpath.basename(job.path)

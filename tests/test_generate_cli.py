@@ -62,12 +62,14 @@ def test_two_worker_processes_give_the_same_bytes(reference, tmp_path):
     assert tree(tmp_path / "c") == tree(reference)
 
 
-def test_dask_local_cluster_gives_the_same_bytes(reference, tmp_path):
+def test_dask_local_cluster_gives_the_same_bytes(reference, tmp_path, config_file, capsys):
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None) as cluster:
-        url = f"file://{tmp_path / 'c'}"
-        m = generate_corpus(spec(), url, executor="dask", scheduler=cluster.scheduler_address, progress=False)
-    assert m.complete
+        # through the CLI, writing to an fsspec URL that the workers share
+        rc = main(["generate", "--config", str(config_file), "--num-tasks", "12", "--shard-size", "3", "--seed", "11",
+                   "--executor", "dask", "--scheduler", cluster.scheduler_address, "--out", f"file://{tmp_path / 'c'}", "--quiet"])
+        assert rc == 0, capsys.readouterr().err
+        assert len(cluster.workers) == 2
     assert tree(tmp_path / "c") == tree(reference)
 
 
@@ -142,11 +144,21 @@ def test_resume_records_shards_renamed_before_the_manifest_caught_up(reference, 
     (out / "shards" / ".tmp-0123456789ab-shard-00002.zarr").mkdir()  # a write cut short
     damaged = out / "shards" / "shard-00003.zarr" / "y" / "c" / "0"
     damaged.write_bytes(damaged.read_bytes()[:5])  # cannot happen by rename; must be regenerated
+    (out / ".manifest.json.tmp-999").write_text('{"format": "causalg')  # a manifest rewrite cut short
     kept = (out / "shards" / "shard-00001.zarr" / "zarr.json").stat().st_ino
     regenerated = []
     generate_corpus(spec(), str(out), progress=False, on_record=lambda r: regenerated.append(r.index))
     assert regenerated == [3]
     assert (out / "shards" / "shard-00001.zarr" / "zarr.json").stat().st_ino == kept  # read back, not rewritten
+    assert tree(out) == tree(reference)
+
+
+def test_killed_before_the_first_manifest_landed(reference, tmp_path):
+    out = tmp_path / "c"
+    out.mkdir()
+    (out / ".lock").write_text("")
+    (out / ".manifest.json.tmp-4242").write_text("{")
+    generate_corpus(spec(), str(out), progress=False)
     assert tree(out) == tree(reference)
 
 
