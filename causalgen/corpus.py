@@ -171,12 +171,19 @@ class Corpus:
 def open_corpus(path_or_url: str | os.PathLike, *, allow_incomplete: bool = False, cache_shards: int = 2) -> Corpus:
     """Open a corpus directory or URL (local path, ``file://``, ``memory://``, ...).
 
+    A published repository (``hf://datasets/ORG/NAME`` or its local folder) is
+    handed to `causalgen.hub.open_published`, which reads the same way.
+
     Raises `CorpusError` (one line, naming the file) for a missing or malformed
     manifest, `FormatVersionError` for a newer format, and refuses a corpus
     whose generation has not finished unless `allow_incomplete` (then only the
     written shards are visible, in shard order).
     """
     root = os.fspath(path_or_url)
+    hub = _hub()
+    if hub is not None and hub.is_published(root):
+        # a published Hugging Face repository (hf:// or its local folder): same reading API
+        return hub.open_published(root, cache_shards=cache_shards)
     manifest = read_manifest(root)
     if not manifest.complete and not allow_incomplete:
         raise CorpusError(
@@ -184,6 +191,15 @@ def open_corpus(path_or_url: str | os.PathLike, *, allow_incomplete: bool = Fals
             "re-run the same causalgen generate command to finish it"
         )
     return Corpus(root, manifest, cache_shards=cache_shards)
+
+
+def _hub():
+    """`causalgen.hub` (published repositories) when present; this module works without it."""
+    try:
+        from . import hub
+    except ImportError:
+        return None
+    return hub
 
 
 # -------------------------------------------------------------------- verify
@@ -265,6 +281,9 @@ def verify_corpus(path_or_url: str | os.PathLike, *, progress: Callable[[int], N
     an unreadable manifest raises `CorpusError`.
     """
     root = os.fspath(path_or_url)
+    hub = _hub()
+    if hub is not None and hub.is_published(root):
+        return hub.verify_published(root, progress=progress)
     report = VerifyReport(root=root)
     manifest = read_manifest(root)
     if not manifest.complete:
