@@ -245,3 +245,20 @@ def test_corpus_pickles_without_its_shard_cache(built):
     clone = pickle.loads(pickle.dumps(corpus))
     assert not clone._cache and len(pickle.dumps(corpus)) < 200_000
     assert clone[0].equals(first) and len(clone) == len(corpus)
+
+
+FIXED_DAG = {"preset": "default", "graph": {"families": {"fixed": 1.0}, "n_nodes": [4, 4], "nodes": ["a", "b", "t", "y"],
+                                            "edges": [["a", "t"], ["a", "y"], ["t", "y"], ["b", "y"]]},
+             "roles": {"treatment": "t", "outcome": "y"}}
+
+
+@pytest.mark.parametrize("preset", [*causalgen.PRESETS, "fixed-dag"])
+def test_every_preset_round_trips_and_verifies(tmp_path, preset):
+    cfg = causalgen.load_config(FIXED_DAG if preset == "fixed-dag" else preset).replace(n_units=[30, 45])
+    spec = CorpusSpec(config=cfg.to_dict(), seed=2, num_tasks=3, shard_size=2)
+    generate_corpus(spec, str(tmp_path / "c"), progress=False)
+    corpus = open_corpus(tmp_path / "c")
+    want = causalgen.sample_tasks(cfg, [task_seed(2, i) for i in range(3)])
+    assert all(corpus[i].equals(want[i]) for i in range(3))
+    report = verify_corpus(tmp_path / "c")
+    assert report.ok, report.problems
