@@ -21,6 +21,7 @@ N_i * d_i, V = total graph nodes (sum of J_i), A = sum of J_i**2, D = sum of d_i
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
@@ -175,12 +176,12 @@ def _check_task_shapes(t: Task, where: str) -> None:
 # --------------------------------------------------------------------- encoding
 
 
-def _zarr_quiet():
-    """Context that silences zarr's 'consolidated metadata is not in the v3 spec' warning."""
-    ctx = warnings.catch_warnings()
-    ctx.__enter__()
-    warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
-    return ctx
+@contextlib.contextmanager
+def _zarr_quiet() -> Iterator[None]:
+    """Silence zarr's 'consolidated metadata is not in the v3 spec' warning (we know)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+        yield
 
 
 def encode_shard(
@@ -220,8 +221,7 @@ def encode_columns(
     }
     buffers: dict = {}
     store = MemoryStore(buffers)
-    ctx = _zarr_quiet()
-    try:
+    with _zarr_quiet():
         group = zarr.open_group(store, mode="w", zarr_format=3, attributes=attrs)
         for name in sorted(ARRAY_DTYPES):
             data = cols[name]
@@ -238,8 +238,6 @@ def encode_columns(
             if data.shape[0]:
                 arr[...] = data
         zarr.consolidate_metadata(store)
-    finally:
-        ctx.__exit__(None, None, None)
     return {key: buf.to_bytes() for key, buf in buffers.items()}
 
 
@@ -545,8 +543,7 @@ def decode_shard(files: Mapping[str, bytes], location: str = "<memory>") -> Shar
     if "zarr.json" not in files:
         raise ShardError(f"{location}: not a zarr store (no zarr.json)")
     store = MemoryStore({k: cpu.Buffer.from_bytes(v) for k, v in files.items()}, read_only=True)
-    ctx = _zarr_quiet()
-    try:
+    with _zarr_quiet():
         try:
             group = zarr.open_group(store, mode="r", zarr_format=3)
             attrs = dict(group.attrs)
@@ -571,8 +568,6 @@ def decode_shard(files: Mapping[str, bytes], location: str = "<memory>") -> Shar
             data = np.asarray(data)
             data.flags.writeable = False
             arrays[name] = data
-    finally:
-        ctx.__exit__(None, None, None)
     check_layout(arrays, int(attrs["n_tasks"]), location)
     return ShardData(attrs=attrs, arrays=arrays, location=location)
 
