@@ -1,10 +1,10 @@
 """Reading a published repository: a local folder or ``hf://datasets/ORG/NAME[@REVISION]``.
 
 `open_published` returns a `PublishedCorpus`, which reads like a `Corpus`
-(``len``, ``corpus[i]``, iteration, ``columns``, ``config``, ``task_seed``) over
-the packed zarr shards, with ``corpus[i]`` the task at index i of the *source*
-corpus (so it equals ``open_corpus(source_dir)[i]``) and ``.split(name)`` a view
-of one split.
+(``len``, ``corpus[i]``, iteration, ``columns``, ``config``, ``task_seed``,
+``manifest.shards``, ``read_shard``) over the packed zarr shards, in shard order
+(split by split); ``by_task_index(i)`` is the source corpus's task i and
+``.split(name)`` a view of one split.
 
 Remote shards are fetched whole (one request per shard, no partial zip reads),
 through the standard Hugging Face cache (``hf_hub_download``, so
@@ -202,42 +202,51 @@ def is_published(path_or_url: str | os.PathLike) -> bool:
 
 
 class PublishedCorpus:
-    """Tasks of a published repository, read from its zarr shards.
+    """Tasks of a published repository, read from its zarr shards; reads like a `Corpus`.
 
-    ``corpus[i]`` is the i-th task of this view in corpus order: for the full
-    repository that is task i of the source corpus; for ``.split("test")`` the
-    i-th test task. Returned tasks hold read-only views into a cached shard
-    (copy arrays before mutating them).
+    Order is shard order, as for a `Corpus`: split by split (train, validation,
+    test), corpus order within a split. Row k of ``columns`` describes
+    ``corpus[k]``; ``columns["task_index"][k]`` (or ``task_index(k)``) is its index
+    in the source corpus, and ``by_task_index(i)`` returns the source corpus's
+    task i. ``manifest.shards`` lists this view's shards only, so
+    ``read_shard(pos)`` / ``manifest.shards[pos]`` line up with the columns (what
+    `cina.data.TaskStream` relies on). Returned tasks hold read-only views into a
+    cached shard (copy arrays before mutating them).
     """
 
-    def __init__(self, source: _Source, manifest: PublishedManifest, *, splits: tuple[str, ...] = SPLITS, cache_shards: int = 3):
+    def __init__(self, source: _Source, manifest: PublishedManifest, *, splits: tuple[str, ...] = SPLITS, cache_shards: int = 2):
         self._source = source
         self.root = source.root
-        self.manifest = manifest
-        self.splits = tuple(splits)
-        # one cached shard per split keeps corpus-order iteration at one fetch per shard
-        self.cache_shards = max(int(cache_shards), len(self.splits))
+        self.repository_manifest = manifest
+        self.splits = tuple(s for s in SPLITS if s in splits)
+        self.manifest = manifest if self.splits == SPLITS else manifest.only(self.splits)
+        self.cache_shards = max(0, int(cache_shards))
         self._cache: OrderedDict[int, shardfmt.ShardData] = OrderedDict()
         self._config = None
-        cols = manifest.columns()
-        keep = np.isin(cols["split"].astype(str), self.splits) if cols["task_index"].size else np.zeros(0, bool)
-        self._columns = {k: v[keep] for k, v in cols.items()}
-        pos, row = manifest.locate()
-        self._pos = pos[self._columns["task_index"]]
-        self._row = row[self._columns["task_index"]]
+        self._columns = self.manifest.columns()
+        counts = np.asarray([r.num_tasks for r in self.manifest.shards], dtype=np.int64)
+        self._pos = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+        self._row = np.arange(self._pos.shape[0], dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+        self._by_index: np.ndarray | None = None
 
     def __repr__(self) -> str:
         part = "" if self.splits == SPLITS else f", split={'+'.join(self.splits)}"
-        return f"PublishedCorpus({self.root!r}, {len(self)} tasks{part})"
+        return f"PublishedCorpus({self.root!r}, {len(self)} tasks, {len(self.manifest.shards)} shards{part})"
 
     def __len__(self) -> int:
-        return int(self._columns["task_index"].shape[0])
+        return int(self._pos.shape[0])
+
+    def __getstate__(self) -> dict:
+        # Sent to DataLoader workers: ship the index, not the cached shards.
+        state = dict(self.__dict__)
+        state["_cache"] = OrderedDict()
+        return state
 
     def split(self, name: str) -> "PublishedCorpus":
-        """A view of one split (``train``, ``validation`` or ``test``), sharing nothing mutable."""
+        """A view of one split (``train``, ``validation`` or ``test``)."""
         if name not in SPLITS:
             raise ValueError(f"split: expected one of {', '.join(SPLITS)}, got {name!r}")
-        return PublishedCorpus(self._source, self.manifest, splits=(name,), cache_shards=self.cache_shards)
+        return PublishedCorpus(self._source, self.repository_manifest, splits=(name,), cache_shards=self.cache_shards)
 
     @property
     def config(self):
@@ -250,16 +259,8 @@ class PublishedCorpus:
 
     @property
     def columns(self) -> dict[str, np.ndarray]:
-        """Per-task columns of this view (task_index, split, corpus summaries); no shard is read."""
-        return dict(self._columns)
-
-    def task_index(self, i: int) -> int:
-        """Index in the source corpus of this view's i-th task."""
-        return int(self._columns["task_index"][self._check_index(i)])
-
-    def task_seed(self, i: int) -> int:
-        """The seed of this view's i-th task: ``sample_task(corpus.config, corpus.task_seed(i))``."""
-        return int(self._columns["seed"][self._check_index(i)])
+        """Per-task columns in shard order: task_index, split and the corpus summaries (no shard is read)."""
+        return self._columns
 
     def _check_index(self, i) -> int:
         if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
@@ -269,11 +270,31 @@ class PublishedCorpus:
             raise IndexError(f"task {int(i)} out of range for a corpus of {n} tasks")
         return int(i) % n
 
+    def task_index(self, i: int) -> int:
+        """Index in the source corpus of task i of this view."""
+        return int(self._columns["task_index"][self._check_index(i)])
+
+    def task_seed(self, i: int) -> int:
+        """Seed of task i: ``sample_task(corpus.config, corpus.task_seed(i))`` regenerates it."""
+        return int(self._columns["seed"][self._check_index(i)])
+
+    def by_task_index(self, index: int) -> Task:
+        """The task at `index` of the source corpus (equals ``open_corpus(source)[index]``)."""
+        if self._by_index is None:
+            lookup = np.full(self.manifest.num_tasks, -1, dtype=np.int64)
+            lookup[self._columns["task_index"]] = np.arange(len(self))
+            self._by_index = lookup
+        if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"task indices must be integers, got {type(index).__name__}")
+        if not 0 <= int(index) < self._by_index.shape[0] or self._by_index[int(index)] < 0:
+            raise IndexError(f"task index {int(index)} is not in {self!r}")
+        return self[int(self._by_index[int(index)])]
+
     def read_shard(self, pos: int, *, verify: bool = True) -> shardfmt.ShardData:
         """Fetch (whole, checksum-verified) and decode shard `pos` of ``manifest.shards``.
 
-        verify is accepted for `Corpus` compatibility; published shards are always
-        checked against the manifest, since they may come over the network.
+        `verify` is accepted for `Corpus` compatibility; published shards are
+        always checked against the manifest, since they may come over a network.
         """
         record = self.manifest.shards[pos]
         location = self._source.location(record.path)
@@ -291,9 +312,10 @@ class PublishedCorpus:
             self._cache.move_to_end(pos)
             return self._cache[pos]
         data = self.read_shard(pos)
-        self._cache[pos] = data
-        while len(self._cache) > self.cache_shards:
-            self._cache.popitem(last=False)
+        if self.cache_shards:
+            self._cache[pos] = data
+            while len(self._cache) > self.cache_shards:
+                self._cache.popitem(last=False)
         return data
 
     def __getitem__(self, i: int) -> Task:
@@ -301,26 +323,19 @@ class PublishedCorpus:
         return self.shard(int(self._pos[k])).task(int(self._row[k]))
 
     def __iter__(self) -> Iterator[Task]:
-        for k in range(len(self)):
-            yield self[k]
-
-    def shard_positions(self) -> list[int]:
-        """Positions in ``manifest.shards`` of this view's shards (split order)."""
-        return [k for k, r in enumerate(self.manifest.shards) if r.split in self.splits]
+        for data in self.iter_shards():
+            yield from data
 
     def iter_shards(self, *, verify: bool = True) -> Iterator[shardfmt.ShardData]:
-        """This view's shards in manifest order (split by split), each fetched and decoded whole."""
-        for pos in self.shard_positions():
+        """Every shard of this view in order, each fetched and decoded whole."""
+        for pos in range(len(self.manifest.shards)):
             yield self.read_shard(pos)
 
     def download(self) -> int:
         """Fetch and verify every shard of this view now (e.g. before going offline); returns bytes."""
-        total = 0
-        for pos in self.shard_positions():
-            r = self.manifest.shards[pos]
+        for r in self.manifest.shards:
             self._source.fetch(r.path, r.bytes, r.sha256)
-            total += r.bytes
-        return total
+        return sum(r.bytes for r in self.manifest.shards)
 
 
 def read_published_manifest(source: _Source) -> PublishedManifest:
@@ -339,7 +354,7 @@ def open_published(
     split: str | None = None,
     cache_dir: str | None = None,
     token: str | bool | None = None,
-    cache_shards: int = 3,
+    cache_shards: int = 2,
 ) -> PublishedCorpus:
     """Open a published repository: a local folder or ``hf://datasets/ORG/NAME[@REVISION]``.
 
@@ -354,7 +369,7 @@ def open_published(
     return corpus.split(split) if split is not None else corpus
 
 
-def maybe_open_published(path_or_url: str | os.PathLike, *, cache_shards: int = 3) -> PublishedCorpus | None:
+def maybe_open_published(path_or_url: str | os.PathLike, *, cache_shards: int = 2) -> PublishedCorpus | None:
     """`open_published` if the argument is a published repository (see `is_published`), else None.
 
     The hook for `causalgen.corpus.open_corpus`.

@@ -522,7 +522,9 @@ def push(repo_dir: str | os.PathLike, repo_id: str, *, private: bool = False, co
             raise PublishError(f"{root}: refusing to push, verification failed: {report.problems[0]}")
     manifest = read_published_manifest(_LocalSource(root))
     api = api if api is not None else HfApi()
-    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    # private=None (not False) leaves a new repository to the account's default visibility;
+    # an existing repository keeps its visibility either way.
+    api.create_repo(repo_id, repo_type="dataset", private=True if private else None, exist_ok=True)
     message = commit_message or (
         f"causalgen publish: {manifest.num_tasks} tasks of config {manifest.config.get('name', 'custom')!r}, "
         f"corpus seed {manifest.corpus_seed} (causalgen {manifest.causalgen_version})"

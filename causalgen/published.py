@@ -51,6 +51,8 @@ SPLIT_SCHEME = (
 #: per-task columns of each shard record: the corpus index, then the corpus summaries
 TASK_COLUMNS = ("task_index",) + SUMMARY_COLUMNS
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_COLUMN_DTYPES = {"seed": np.int64, "n_units": np.int64, "n_covariates": np.int64, "n_nodes": np.int64,
+                  "identifiable": bool, "graph_family": object, "mechanism": object}
 
 
 def zarr_shard_path(split: str, index: int) -> str:
@@ -173,17 +175,20 @@ class PublishedManifest:
         return [(r.path, r.bytes, r.sha256) for r in self.shards] + [(f.path, f.bytes, f.sha256) for f in self.parquet + self.figures]
 
     def columns(self) -> dict[str, np.ndarray]:
-        """Per-task columns in corpus order: task_index, split and the corpus summaries."""
-        idx = np.asarray([v for r in self.shards for v in r.tasks["task_index"]], dtype=np.int64)
-        order = np.argsort(idx, kind="stable")
-        out: dict[str, np.ndarray] = {"task_index": idx[order]}
-        out["split"] = np.asarray([r.split for r in self.shards for _ in range(r.num_tasks)], dtype=object)[order]
+        """Per-task columns in shard order (split by split, corpus order within a split):
+        task_index (corpus index), split and the corpus summary columns.
+
+        Shard order, like `Corpus.columns`, so row k of every column is task
+        ``k`` of a reader that walks ``shards`` in order.
+        """
+        out: dict[str, np.ndarray] = {
+            "task_index": np.asarray([v for r in self.shards for v in r.tasks["task_index"]], dtype=np.int64),
+            "split": np.asarray([r.split for r in self.shards for _ in range(r.num_tasks)], dtype=object),
+        }
         for name in SUMMARY_COLUMNS:
             values = [v for r in self.shards for v in r.tasks[name]]
-            dtype = {"graph_family": object, "mechanism": object, "identifiable": bool}.get(
-                name, np.int64 if name in ("seed", "n_units", "n_covariates", "n_nodes") else np.float64
-            )
-            out[name] = np.asarray(values, dtype=dtype)[order] if values else np.zeros(0, dtype=dtype)
+            dtype = _COLUMN_DTYPES.get(name, np.float64)
+            out[name] = np.asarray(values, dtype=dtype) if values else np.zeros(0, dtype=dtype)
         return out
 
     # -- JSON
@@ -292,14 +297,28 @@ class PublishedManifest:
             raise CorpusError(f"{where}: shards do not hold corpus tasks 0..{self.num_tasks - 1} exactly once")
 
     def locate(self) -> tuple[np.ndarray, np.ndarray]:
-        """(shard position, row in shard) of every task, indexed by corpus index."""
-        pos = np.empty(self.num_tasks, dtype=np.int64)
-        row = np.empty(self.num_tasks, dtype=np.int64)
+        """(shard position, row in shard) of every task, indexed by corpus index (-1: not listed)."""
+        pos = np.full(self.num_tasks, -1, dtype=np.int64)
+        row = np.full(self.num_tasks, -1, dtype=np.int64)
         for k, r in enumerate(self.shards):
             idx = np.asarray(r.tasks["task_index"], dtype=np.int64)
             pos[idx] = k
             row[idx] = np.arange(r.num_tasks)
         return pos, row
+
+    def only(self, splits: Sequence[str]) -> "PublishedManifest":
+        """The same manifest listing only the shards and Parquet files of `splits`.
+
+        What a one-split reader sees: its shard positions, columns and
+        ``split_counts`` cover that split alone (num_tasks stays the repository's).
+        """
+        from dataclasses import replace
+
+        return replace(
+            self,
+            shards=tuple(r for r in self.shards if r.split in splits),
+            parquet=tuple(f for f in self.parquet if f.split in splits),
+        )
 
 
 def _expect_object(d: Any, where: str) -> None:
