@@ -1,0 +1,239 @@
+"""`cina` command line: train, estimate.
+
+    cina train --corpus PATH_OR_URL --out RUN_DIR [--config FILE] [--max-steps N] ...
+    torchrun --nproc_per_node=N -m cina.cli train ...      (DDP; gloo on CPU, nccl on GPU)
+    cina estimate DATA.csv --treatment COL --outcome COL [--covariates COL ...]
+                  [--model RUN_DIR_OR_CKPT] [--estimand ate|att] [--json]
+
+Exit codes: 0 success, 2 bad input (one line on stderr naming the problem), 1 other failures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+class InputError(ValueError):
+    """Bad user input: printed as one line, exit code 2."""
+
+
+# ------------------------------------------------------------------ train
+
+
+def _train(args) -> int:
+    from .train import TrainConfig, train
+
+    cfg = TrainConfig.load(args.config) if args.config else TrainConfig()
+    overrides = {
+        k: v for k, v in {
+            "max_steps": args.max_steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
+            "num_workers": args.num_workers, "device": args.device, "eval_every": args.eval_every,
+            "ckpt_every": args.ckpt_every, "subsample_units": args.subsample_units,
+        }.items() if v is not None
+    }
+    if args.supervised_weight is not None:
+        overrides["model"] = {**cfg.model, "supervised_weight": args.supervised_weight}
+    cfg = TrainConfig.from_dict({**cfg.to_dict(), **overrides})
+    final = train(args.corpus, args.out, cfg, progress=not args.quiet)
+    print(f"model written to {final}")
+    return 0
+
+
+# ------------------------------------------------------------------ estimate
+
+
+def read_csv_columns(path: str, treatment: str, outcome: str, covariates: list[str] | None):
+    """(x (N, d) float32, t (N,) float32, y (N,) float32, covariate names) from a CSV file,
+    with an `InputError` naming the file, column and row for every problem."""
+    import csv
+
+    import numpy as np
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{path}: no such file")
+    with p.open(newline="") as f:
+        reader = csv.reader(f)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise InputError(f"{path}: the file is empty") from None
+        rows = list(reader)
+    header = [h.strip() for h in header]
+    if len(set(header)) != len(header):
+        dup = sorted({h for h in header if header.count(h) > 1})
+        raise InputError(f"{path}: duplicate column names {dup}")
+    for role, col in (("treatment", treatment), ("outcome", outcome)):
+        if col not in header:
+            raise InputError(f"{path}: {role} column {col!r} not found (columns: {', '.join(header)})")
+    if treatment == outcome:
+        raise InputError(f"{path}: the treatment and outcome columns are the same ({treatment!r})")
+    if covariates:
+        missing = [c for c in covariates if c not in header]
+        if missing:
+            raise InputError(f"{path}: covariate column {missing[0]!r} not found (columns: {', '.join(header)})")
+        if treatment in covariates or outcome in covariates:
+            raise InputError(f"{path}: the treatment/outcome column cannot also be a covariate")
+    else:
+        covariates = [c for c in header if c not in (treatment, outcome)]
+    if not covariates:
+        raise InputError(f"{path}: no covariate columns (give --covariates or add columns)")
+    index = {c: i for i, c in enumerate(header)}
+    wanted = [treatment, outcome, *covariates]
+    data = np.empty((len(rows), len(wanted)), dtype=np.float64)
+    for r, row in enumerate(rows):
+        if len(row) != len(header):
+            raise InputError(f"{path}: row {r + 2} has {len(row)} fields, the header has {len(header)}")
+        for k, col in enumerate(wanted):
+            cell = row[index[col]].strip()
+            try:
+                data[r, k] = float(cell)
+            except ValueError:
+                raise InputError(f"{path}: column {col!r}, row {r + 2}: {cell!r} is not a number") from None
+    bad = ~np.isfinite(data)
+    if bad.any():
+        r, k = np.argwhere(bad)[0]
+        raise InputError(f"{path}: column {wanted[k]!r}, row {r + 2}: missing or non-finite value ({rows[r][index[wanted[k]]]!r})")
+    t, y, x = data[:, 0], data[:, 1], data[:, 2:]
+    if not np.isin(t, (0.0, 1.0)).all():
+        vals = sorted(set(np.unique(t).tolist()) - {0.0, 1.0})[:3]
+        raise InputError(f"{path}: treatment column {treatment!r} must be binary 0/1, found {vals}")
+    if len(t) < 10:
+        raise InputError(f"{path}: only {len(t)} units; at least 10 are needed")
+    n_treated = int(t.sum())
+    if n_treated == 0 or n_treated == len(t):
+        raise InputError(f"{path}: treatment column {treatment!r} has an empty arm ({n_treated} treated of {len(t)})")
+    return x.astype(np.float32), t.astype(np.float32), y.astype(np.float32), covariates
+
+
+def default_model_path() -> Path:
+    return Path(__file__).resolve().parent / "assets" / "default_model"
+
+
+def resolve_model(path: str | None) -> Path:
+    """A run directory (-> RUN/model), a checkpoint or model directory, or a .safetensors file."""
+    if path is None:
+        p = default_model_path()
+        if not (p / "model.safetensors").is_file():
+            raise InputError(f"the default model is missing from the installation ({p}); pass --model")
+        return p
+    p = Path(path)
+    if p.is_dir() and (p / "model" / "model.safetensors").is_file():
+        return p / "model"
+    if p.is_dir() and (p / "model.safetensors").is_file():
+        return p
+    if p.is_file() and p.suffix == ".safetensors":
+        return p
+    if p.is_dir():
+        from .train import latest_checkpoint
+
+        ck = latest_checkpoint(p)
+        if ck is not None:
+            return ck
+    raise InputError(f"--model {path}: not a run directory, model directory or .safetensors file")
+
+
+def _estimate(args) -> int:
+    import numpy as np
+
+    from .model import CInA
+
+    x, t, y, names = read_csv_columns(args.data, args.treatment, args.outcome, args.covariates)
+    model_path = resolve_model(args.model)
+    model = CInA.load(model_path)
+    if x.shape[1] > model.config.max_features:
+        raise InputError(
+            f"{args.data}: {x.shape[1]} covariates but the model takes at most {model.config.max_features}; "
+            "select columns with --covariates"
+        )
+    est = model.estimate(x, t, y, estimand=args.estimand)
+    diag = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in est.diagnostics.items()}
+    result = {
+        "estimand": args.estimand,
+        "estimate": float(est.ate),
+        "n_units": int(len(t)),
+        "n_treated": int(t.sum()),
+        "covariates": names,
+        "model": str(model_path),
+        "diagnostics": diag,
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"{args.estimand.upper()} estimate: {result['estimate']:.6g}  ({result['n_units']} units, {result['n_treated']} treated)")
+    print(f"model: {model_path}")
+    for key in ("ess_treated", "ess_control", "top1pct_weight_share"):
+        if key in diag:
+            print(f"{key}: {diag[key]:.4g}" if isinstance(diag[key], float) else f"{key}: {diag[key]}")
+    smd_before, smd_after = diag.get("smd_before"), diag.get("smd_after")
+    if smd_before is not None and smd_after is not None:
+        print("standardised mean differences (before -> after weighting):")
+        for name, b, a in zip(names, np.atleast_1d(smd_before), np.atleast_1d(smd_after)):
+            print(f"  {name:>20s}: {b:+.3f} -> {a:+.3f}")
+    return 0
+
+
+# ------------------------------------------------------------------ parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="cina", description="CInA: causal inference with attention (train, estimate).")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    tr = sub.add_parser("train", help="pretrain CInA on a corpus (resumes from RUN_DIR)", description=_train_doc())
+    tr.add_argument("--corpus", required=True, help="corpus directory, published repo folder or URL (hf://, file://, ...)")
+    tr.add_argument("--out", required=True, help="run directory (checkpoints, metrics.csv, model/)")
+    tr.add_argument("--config", help="YAML/JSON TrainConfig (see cina.train.TrainConfig)")
+    tr.add_argument("--max-steps", type=int)
+    tr.add_argument("--batch-size", type=int)
+    tr.add_argument("--lr", type=float)
+    tr.add_argument("--seed", type=int)
+    tr.add_argument("--num-workers", type=int)
+    tr.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    tr.add_argument("--eval-every", type=int)
+    tr.add_argument("--ckpt-every", type=int)
+    tr.add_argument("--subsample-units", type=int)
+    tr.add_argument("--supervised-weight", type=float, help="> 0 trains the ZS-S variant (ATE loss on the ground truth)")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.set_defaults(func=_train)
+
+    es = sub.add_parser("estimate", help="zero-shot ATE/ATT of a CSV file in one forward pass")
+    es.add_argument("data", help="CSV file with a header row")
+    es.add_argument("--treatment", required=True, help="binary 0/1 treatment column")
+    es.add_argument("--outcome", required=True, help="outcome column")
+    es.add_argument("--covariates", nargs="+", help="covariate columns (default: all other columns)")
+    es.add_argument("--model", help="run directory, model directory or .safetensors (default: the shipped model)")
+    es.add_argument("--estimand", choices=["ate", "att"], default="ate")
+    es.add_argument("--json", action="store_true", help="print the result as JSON")
+    es.set_defaults(func=_estimate)
+    return ap
+
+
+def _train_doc() -> str:
+    return (
+        "Pretrain CInA on the train split of a causalgen corpus, validating on its validation split. "
+        "Re-running the same command resumes exactly from the latest checkpoint. Under torchrun it runs "
+        "DDP (gloo on CPU, nccl on GPU)."
+    )
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as exc:
+        print(f"cina {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError, NotADirectoryError) as exc:
+        print(f"cina {args.command}: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"cina {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

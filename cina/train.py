@@ -1,0 +1,435 @@
+"""Pretraining loop for CInA (nanoGPT style): stream tasks, AdamW, warmup + cosine, checkpoints.
+
+    from cina.train import TrainConfig, train
+    train("corpus_dir_or_url", "runs/exp1", TrainConfig(max_steps=2000))
+
+or from the shell (single process, or DDP under torchrun)::
+
+    cina train --corpus CORPUS --out RUN_DIR [--config train.yaml]
+    torchrun --nproc_per_node=2 -m cina.cli train --corpus CORPUS --out RUN_DIR
+
+Run directory layout::
+
+    RUN_DIR/train_config.json          the TrainConfig (a re-run must use the same one)
+    RUN_DIR/metrics.csv                one row per logged step (and tensorboard/ if enabled)
+    RUN_DIR/checkpoints/step-NNNNNNN/  model.safetensors + config.json (a loadable model),
+                                       optimizer.pt (tensors only, loaded with weights_only=True),
+                                       rng.safetensors, trainer.json (step, scheduler, stream state)
+    RUN_DIR/checkpoints/latest         name of the newest complete checkpoint
+    RUN_DIR/model/                     the final model (CInA.load(RUN_DIR/model))
+
+A checkpoint directory is written under a temporary name and renamed when complete, and
+`latest` is replaced atomically, so a crash never leaves a checkpoint that looks complete but
+is not. Re-running the same command resumes exactly (model, optimiser, scheduler, RNG and the
+data stream's position), so an interrupted run and an uninterrupted one give the same weights.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .data import TaskLoader, TaskStream
+from .model import CInA, CInAConfig
+
+#: a small model that trains on CPU in minutes; the README lists larger settings for GPUs
+SMALL_MODEL = {"d_model": 64, "n_heads": 4, "n_layers": 2, "n_value_layers": 1, "key_dim": 16, "max_features": 32}
+
+
+@dataclass
+class TrainConfig:
+    """Training hyper-parameters (JSON/YAML-serialisable)."""
+
+    model: dict = field(default_factory=lambda: dict(SMALL_MODEL))
+    batch_size: int = 16  #: datasets per step (per process under DDP)
+    max_steps: int = 1000
+    lr: float = 3e-4
+    min_lr_ratio: float = 0.1  #: cosine decays to lr * min_lr_ratio
+    warmup_steps: int = 50
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    subsample_units: int | None = 256  #: units per dataset seen in training (None = all)
+    max_units_per_batch: int | None = None
+    bucket_by_size: bool = True
+    block_shards: int = 4
+    num_workers: int = 0
+    eval_every: int = 100
+    eval_tasks: int = 128  #: validation tasks per evaluation (from the validation split)
+    ckpt_every: int = 100
+    keep_checkpoints: int = 2
+    seed: int = 0
+    device: str = "auto"  #: "auto" = cuda if available else cpu
+    compile: str = "auto"  #: torch.compile: "auto" = on GPU only; "on" / "off"
+    bf16: str = "auto"  #: bf16 autocast: "auto" = on GPU only; "on" / "off"
+    tensorboard: bool = False
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"train config: unknown field {unknown[0]!r} (known: {', '.join(sorted(known))})")
+        cfg = cls(**{**asdict(cls()), **d})
+        cfg.validate()
+        return cfg
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "TrainConfig":
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"train config {p} does not exist")
+        text = p.read_text()
+        try:
+            if p.suffix.lower() == ".json":
+                data = json.loads(text)
+            else:
+                import yaml
+
+                data = yaml.safe_load(text) or {}
+        except Exception as exc:
+            raise ValueError(f"{p}: malformed config: {str(exc).splitlines()[0]}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{p}: expected a mapping at the top level")
+        return cls.from_dict(data)
+
+    def validate(self) -> None:
+        for name in ("batch_size", "max_steps", "eval_every", "eval_tasks", "ckpt_every", "keep_checkpoints", "block_shards"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"train config: {name} must be an integer >= 1, got {v!r}")
+        for name in ("warmup_steps", "num_workers", "seed"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"train config: {name} must be an integer >= 0, got {v!r}")
+        if not (self.lr > 0 and 0 <= self.min_lr_ratio <= 1 and self.weight_decay >= 0 and self.grad_clip > 0):
+            raise ValueError("train config: need lr > 0, 0 <= min_lr_ratio <= 1, weight_decay >= 0, grad_clip > 0")
+        for name in ("compile", "bf16"):
+            if getattr(self, name) not in ("auto", "on", "off"):
+                raise ValueError(f"train config: {name} must be 'auto', 'on' or 'off', got {getattr(self, name)!r}")
+        CInAConfig.from_dict(self.model)  # raises naming the bad model field
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup to 1, then cosine decay to min_lr_ratio at max_steps."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+# ------------------------------------------------------------------ distributed helpers
+
+
+@dataclass
+class _Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    initialised_here: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _setup_distributed(device_kind: str) -> _Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _Dist()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device_kind == "cuda" else "gloo")
+        here = True
+    else:
+        here = False
+    return _Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), here)
+
+
+def _resolve_device(cfg: TrainConfig, d: _Dist) -> torch.device:
+    kind = cfg.device
+    if kind == "auto":
+        kind = "cuda" if torch.cuda.is_available() else "cpu"
+    if kind == "cuda":
+        return torch.device("cuda", d.local_rank)
+    return torch.device(kind)
+
+
+# ------------------------------------------------------------------ checkpoints
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _save_checkpoint(run: Path, step: int, model: CInA, opt, sched, loader: TaskLoader, epoch: int, keep: int) -> Path:
+    from safetensors.torch import save_file
+
+    ckdir = run / "checkpoints"
+    ckdir.mkdir(parents=True, exist_ok=True)
+    name = f"step-{step:07d}"
+    final = ckdir / name
+    tmp = ckdir / f".{name}.partial"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model.save(tmp)
+    torch.save(opt.state_dict(), tmp / "optimizer.pt")
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            rng[f"cuda{i}"] = s
+    save_file(rng, str(tmp / "rng.safetensors"))
+    trainer = {"step": step, "epoch": epoch, "scheduler": sched.state_dict(), "stream": loader.state_dict()}
+    (tmp / "trainer.json").write_text(json.dumps(trainer, indent=1, default=_json_default))
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _atomic_write(ckdir / "latest", name + "\n")
+    old = sorted(p for p in ckdir.glob("step-*") if p.is_dir())
+    for p in old[:-keep]:
+        shutil.rmtree(p, ignore_errors=True)
+    return final
+
+
+def _json_default(o):
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
+
+
+def latest_checkpoint(run: str | os.PathLike) -> Path | None:
+    """The newest complete checkpoint directory of a run, or None."""
+    marker = Path(run) / "checkpoints" / "latest"
+    if not marker.is_file():
+        return None
+    path = marker.parent / marker.read_text().strip()
+    return path if (path / "trainer.json").is_file() else None
+
+
+def _load_checkpoint(path: Path, model: CInA, opt, sched, loader: TaskLoader, device) -> tuple[int, int]:
+    from safetensors.torch import load_file
+
+    state = load_file(str(path / "model.safetensors"), device=str(device))
+    model.load_state_dict({k.removeprefix("_orig_mod.").removeprefix("module."): v for k, v in state.items()})
+    opt.load_state_dict(torch.load(path / "optimizer.pt", map_location=device, weights_only=True))
+    trainer = json.loads((path / "trainer.json").read_text())
+    sched.load_state_dict(trainer["scheduler"])
+    loader.load_state_dict(trainer["stream"])
+    rng = load_file(str(path / "rng.safetensors"))
+    torch.set_rng_state(rng["torch"])
+    if torch.cuda.is_available():
+        cuda = [rng[k] for k in sorted(k for k in rng if k.startswith("cuda"))]
+        if cuda:
+            torch.cuda.set_rng_state_all(cuda)
+    return int(trainer["step"]), int(trainer["epoch"])
+
+
+# ------------------------------------------------------------------ evaluation
+
+
+@torch.no_grad()
+def evaluate(model: CInA, stream: TaskStream, stream_start: dict, max_tasks: int, device, autocast) -> dict[str, float]:
+    """Mean balancing loss and ATE MAE (standardised-y scale and original scale) on
+    up to `max_tasks` tasks of `stream` (a non-shuffled validation stream)."""
+    stream.load_state_dict(stream_start)  # every evaluation sees the same tasks
+    was_training = model.training
+    model.eval()
+    n = 0
+    loss_sum = mae_std = mae_orig = 0.0
+    for batch in stream:
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        with autocast():
+            out = model(batch)
+        b = batch["x"].shape[0]
+        loss_sum += float(out["loss_balance"]) * b
+        err = (out["ate"].float() - batch["ate"].float()).abs()
+        mae_std += float(err.sum())
+        mae_orig += float((err * batch["y_scale"].float()).sum())
+        n += b
+        if n >= max_tasks:
+            break
+    model.train(was_training)
+    if n == 0:
+        return {}
+    return {"val_loss": loss_sum / n, "val_ate_mae_std": mae_std / n, "val_ate_mae": mae_orig / n, "val_tasks": n}
+
+
+# ------------------------------------------------------------------ the loop
+
+
+METRIC_FIELDS = ["step", "epoch", "lr", "loss", "loss_balance", "loss_supervised", "grad_norm", "tasks_per_s",
+                 "val_loss", "val_ate_mae_std", "val_ate_mae", "val_tasks"]
+
+
+def train(corpus, out_dir: str | os.PathLike, cfg: TrainConfig | None = None, *, progress: bool = True) -> Path:
+    """Pretrain CInA on the train split of `corpus` (path, URL or Corpus); return the final
+    model directory. Resumes from `out_dir`'s latest checkpoint when there is one."""
+    from causalgen.corpus import Corpus, open_corpus
+
+    cfg = cfg or TrainConfig()
+    cfg.validate()
+    run = Path(out_dir)
+    if run.exists() and not run.is_dir():
+        raise NotADirectoryError(f"--out {run} exists and is not a directory")
+
+    device_kind = "cuda" if (cfg.device == "auto" and torch.cuda.is_available()) or cfg.device == "cuda" else "cpu"
+    dist_info = _setup_distributed(device_kind)
+    device = _resolve_device(cfg, dist_info)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+
+    run.mkdir(parents=True, exist_ok=True)
+    cfg_file = run / "train_config.json"
+    if cfg_file.exists():
+        previous = json.loads(cfg_file.read_text())
+        if previous != json.loads(json.dumps(cfg.to_dict())):
+            raise ValueError(f"{run} holds a run with a different train config ({cfg_file}); use a new --out")
+    elif dist_info.is_main:
+        _atomic_write(cfg_file, json.dumps(cfg.to_dict(), indent=1) + "\n")
+
+    corpus = corpus if isinstance(corpus, Corpus) else open_corpus(corpus)
+    # Same initial weights on every rank (DDP also broadcasts them); per-rank RNG afterwards
+    # for the model's training-time sampling (feature shuffles, lambda draws).
+    torch.manual_seed(cfg.seed)
+    model = CInA(CInAConfig.from_dict(cfg.model)).to(device)
+    torch.manual_seed(cfg.seed * 1000 + 1 + dist_info.rank)
+
+    stream = TaskStream(
+        corpus, cfg.batch_size, cfg.seed, split="train", bucket_by_size=cfg.bucket_by_size,
+        subsample_units=cfg.subsample_units, max_units_per_batch=cfg.max_units_per_batch,
+        block_shards=cfg.block_shards, extras=(), drop_last=True,
+    )
+    if stream.num_tasks == 0:
+        raise ValueError(f"corpus {corpus.root} has no tasks in its train split")
+    loader = TaskLoader(stream, num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
+    val_stream = TaskStream(
+        corpus, cfg.batch_size, cfg.seed, split="validation", shuffle=False, drop_last=False,
+        subsample_units=cfg.subsample_units, rank=0, world_size=1,
+    )
+    val_start = val_stream.state_dict()
+
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr, betas=(0.9, 0.95), fused=device.type == "cuda",
+    )
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
+
+    step, epoch = 0, 0
+    ckpt = latest_checkpoint(run)
+    if ckpt is not None:
+        step, epoch = _load_checkpoint(ckpt, model, opt, sched, loader, device)
+
+    use_bf16 = cfg.bf16 == "on" or (cfg.bf16 == "auto" and device.type == "cuda")
+    use_compile = cfg.compile == "on" or (cfg.compile == "auto" and device.type == "cuda")
+
+    def autocast():
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16)
+
+    train_model: Any = model
+    if use_compile:
+        train_model = torch.compile(model)
+    if dist_info.world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        train_model = DDP(train_model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    writer = None
+    if cfg.tensorboard and dist_info.is_main:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(run / "tensorboard"))
+        except ImportError:  # tensorboard is optional
+            writer = None
+    metrics_file = run / "metrics.csv"
+    if dist_info.is_main and not metrics_file.exists():
+        with metrics_file.open("w", newline="") as f:
+            csv.writer(f).writerow(METRIC_FIELDS)
+
+    bar = None
+    if progress and dist_info.is_main:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.max_steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
+
+    model.train()
+    t_last, tasks_since = time.perf_counter(), 0
+    while step < cfg.max_steps:
+        if stream.epoch != epoch:
+            stream.set_epoch(epoch)
+        for batch in loader:
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            with autocast():
+                out = train_model(batch)
+            loss = out["loss"]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            step += 1
+            tasks_since += batch["x"].shape[0]
+            row = None
+            if dist_info.is_main and (step % cfg.eval_every == 0 or step == cfg.max_steps or step == 1):
+                now = time.perf_counter()
+                row = {
+                    "step": step, "epoch": epoch, "lr": opt.param_groups[0]["lr"], "loss": float(loss.detach()),
+                    "loss_balance": float(out["loss_balance"]), "loss_supervised": float(out["loss_supervised"]),
+                    "grad_norm": float(grad_norm), "tasks_per_s": tasks_since * dist_info.world_size / max(now - t_last, 1e-9),
+                }
+                t_last, tasks_since = now, 0
+                row.update(evaluate(model, val_stream, val_start, cfg.eval_tasks, device, autocast))
+                with metrics_file.open("a", newline="") as f:
+                    csv.writer(f).writerow([row.get(k, "") for k in METRIC_FIELDS])
+                if writer is not None:
+                    for k, v in row.items():
+                        if k not in ("step", "epoch") and v != "":
+                            writer.add_scalar(k, v, step)
+                if bar is not None:
+                    bar.set_postfix(loss=f"{row['loss']:.4f}", val_mae=f"{row.get('val_ate_mae', float('nan')):.3f}")
+            if step % cfg.ckpt_every == 0 or step == cfg.max_steps:
+                if dist_info.is_main:
+                    _save_checkpoint(run, step, model, opt, sched, loader, epoch, cfg.keep_checkpoints)
+                if dist_info.world_size > 1:
+                    torch.distributed.barrier()
+            if bar is not None:
+                bar.update(1)
+            if step >= cfg.max_steps:
+                break
+        else:
+            epoch += 1
+            stream.set_epoch(epoch)
+    if bar is not None:
+        bar.close()
+    if writer is not None:
+        writer.close()
+    final = run / "model"
+    if dist_info.is_main:
+        tmp = run / ".model.partial"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        model.save(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    if dist_info.world_size > 1:
+        torch.distributed.barrier()
+        if dist_info.initialised_here:
+            torch.distributed.destroy_process_group()
+    return final
