@@ -180,13 +180,16 @@ def _source_for(path_or_url: str, *, cache_dir: str | None = None, token: str | 
 
 
 def is_published(path_or_url: str | os.PathLike) -> bool:
-    """True for ``hf://`` URLs and for folders whose manifest.json is a published-repository manifest.
+    """True for a Hub repository root (``hf://datasets/ORG/NAME[@REVISION]``) and for
+    folders whose manifest.json is a published-repository manifest.
 
-    Cheap: reads at most the first 4 KB of a local manifest; never touches the network.
+    A deeper ``hf://`` path (a raw corpus stored inside a repository) is not a
+    published repository: the corpus reader opens it through fsspec. Cheap:
+    reads at most the first 4 KB of a local manifest; never touches the network.
     """
     root = os.fspath(path_or_url)
     if root.startswith("hf://"):
-        return True
+        return bool(_HF_URL.match(root))
     if "://" in root and not root.startswith("file://"):
         return False  # remote corpora: leave them to the corpus reader
     local = root[len("file://"):] if root.startswith("file://") else root

@@ -102,6 +102,14 @@ def has_token() -> bool:
     return get_token() is not None
 
 
+def check_figure_backend() -> None:
+    """The card's figure needs matplotlib (an optional dependency of causalgen)."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise PublishError("causalgen publish needs matplotlib for the card's figure: pip install matplotlib")
+
+
 def _is_local(path: str) -> bool:
     return "://" not in path or path.startswith("file://")
 
@@ -469,6 +477,7 @@ def publish(
     if not isinstance(max_parquet_bytes, int) or max_parquet_bytes < 1:
         raise PublishError(f"--max-parquet-mb: expected a positive size, got {max_parquet_bytes!r}")
     check_out_dir(out, overwrite=overwrite, corpus=corpus)
+    check_figure_backend()
     from .card import load_template, CARD_TEMPLATE
 
     load_template(CARD_TEMPLATE, template_dir)  # a missing template should fail before the long part

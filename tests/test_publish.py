@@ -364,6 +364,12 @@ def test_parse_hf_url(url, repo_id, revision):
     assert hub.parse_hf_url(url) == (repo_id, revision)
 
 
+def test_only_repository_roots_are_published_urls():
+    assert hub.is_published("hf://datasets/org/name") and hub.is_published("hf://datasets/org/name@main")
+    assert not hub.is_published("hf://datasets/org/name/corpus")  # a raw corpus inside a repo: fsspec's job
+    assert not hub.is_published("memory://somewhere")
+
+
 @pytest.mark.parametrize("url", ["hf://datasets/org", "hf://models/org/name", "hf://datasets/org/name/zarr", "hf://datasets/-org/name", "hf://datasets/org/na--me"])
 def test_parse_hf_url_rejects(url):
     with pytest.raises(causalgen.corpus.CorpusError, match="expected hf://datasets/ORG/NAME"):
@@ -549,3 +555,24 @@ def test_verify_published_names_damaged_files(repo, manifest, tmp_path):
     assert any("README.md" in p for p in problems), problems
     with zipfile.ZipFile(repo / shard) as zf:  # the original stays a valid zip
         assert "zarr.json" in zf.namelist()
+
+
+def test_setoguchi_corpus_with_an_empty_split(tmp_path, offline):
+    from datasets import load_dataset
+    from huggingface_hub import DatasetCard
+
+    cfg = causalgen.load_config("setoguchi-G-shift")
+    spec = CorpusSpec(config=cfg.to_dict(), seed=5, num_tasks=5, shard_size=2, shard_format="zip")
+    generate_corpus(spec, str(tmp_path / "c"), progress=False)  # seed 5: 4 train, 1 validation, no test
+    result = pub.publish(tmp_path / "c", tmp_path / "r")
+    assert result.manifest.split_counts == {"train": 4, "validation": 1, "test": 0}
+    ds = load_dataset(str(tmp_path / "r"), cache_dir=str(tmp_path / "ds"))
+    assert {s: d.num_rows for s, d in ds.items()} == {"train": 4, "validation": 1}
+    source = open_corpus(tmp_path / "c")
+    for row in ds["validation"]:
+        _assert_same_task(row_to_task(row), source[row["task_index"]], "setoguchi")
+    card = DatasetCard.load(tmp_path / "r" / "README.md")
+    assert [f["split"] for f in card.data.to_dict()["configs"][0]["data_files"]] == ["train", "validation"]
+    assert "Setoguchi" in card.text and "`setoguchi.mechanism_shift`" in card.text and "`graph.n_nodes`" not in card.text
+    assert 'load_dataset("ORG/NAME")' in card.text  # no --repo-id: a placeholder
+    assert len(hub.open_published(tmp_path / "r", split="test")) == 0
