@@ -1,0 +1,680 @@
+"""Per-dataset baseline estimators of the ATE / ATT, for comparison with CInA.
+
+Each estimator is a small class with its hyper-parameters in ``__init__`` and one method,
+``estimate(x, t, y, estimand=None) -> BaselineResult``:
+
+    >>> from cina.baselines import AIPW
+    >>> res = AIPW(n_folds=5).estimate(x, t, y, estimand="att")
+    >>> res.estimate, res.se, res.seconds
+
+Inputs (every estimator): ``x`` (N, d) covariates, ``t`` (N,) binary 0/1 treatment, ``y`` (N,)
+outcome, all array-likes converted to float64. Estimates are in the units of ``y``.
+
+Estimands:
+
+* ``"ate"``: E[Y(1) - Y(0)] over all N units.
+* ``"att"``: E[Y(1) - Y(0) | T = 1], the effect on the treated (e.g. LaLonde's experimental $1794).
+
+Estimators (registry names in `BASELINES`):
+
+========== ==================================================================================
+``dim``    difference in means (same number for both estimands; analytic Welch SE).
+``ipw``    inverse propensity weighting, Horvitz-Thompson form, logistic propensity.
+``snipw``  self-normalised (Hajek) IPW: the IPW weights renormalised to sum to one per arm.
+``or``     outcome regression, T-learner (one model per arm) with linear least squares.
+``or-boost`` T-learner with `HistGradientBoostingRegressor` per arm.
+``aipw``   cross-fitted AIPW = DML for the ATE/ATT in the interactive model (Chernozhukov et al.
+           2018, §5.1), gradient-boosting nuisances, K = 5 stratified folds.
+``svm``    SVM optimal balancing (Tarr & Imai 2021): normalised SVM dual weights, RBF kernel.
+========== ==================================================================================
+
+Propensity clipping: every estimator that divides by a fitted propensity clips it into
+``[clip, 1 - clip]`` (default ``clip = 0.01``) before use; the clipped values are what
+``BaselineResult.propensity`` holds.
+
+scikit-learn is an optional dependency (the ``baselines`` extra): it is imported inside the
+functions that need it, so ``import cina.baselines`` and the difference in means work without
+it; the others raise an ImportError naming the extra.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+__all__ = [
+    "ESTIMANDS",
+    "BaselineResult",
+    "DifferenceInMeans",
+    "IPW",
+    "OutcomeRegression",
+    "AIPW",
+    "SVMBalancing",
+    "BASELINES",
+    "make_baseline",
+    "run_baseline",
+    "bootstrap_se",
+    "logistic_propensity",
+    "svm_balancing_weights",
+    "att_balancing_weights",
+]
+
+ESTIMANDS = ("ate", "att")
+EXTRA_HINT = "install the optional extra: pip install 'causalgen[baselines]' (or: pip install scikit-learn)"
+
+
+def _sklearn(what: str):
+    """Import scikit-learn lazily, with an error that names the extra."""
+    try:
+        import sklearn  # noqa: F401
+    except ImportError as err:  # pragma: no cover - exercised by monkeypatching in the tests
+        raise ImportError(f"{what} needs scikit-learn, which is not installed; {EXTRA_HINT}") from err
+    return sklearn
+
+
+# --------------------------------------------------------------------------------------------
+# result record and input checks
+
+
+@dataclass
+class BaselineResult:
+    """One estimate.
+
+    Attributes:
+        method: registry-style name of the estimator (e.g. ``"aipw"``).
+        estimand: ``"ate"`` or ``"att"``.
+        estimate: the point estimate, in the units of y (``ate`` is an alias, as in
+            `cina.balancing.Estimate`, even when the estimand is the ATT).
+        se: standard error where the estimator has an analytic one (influence-function /
+            Welch), else NaN (use `bootstrap_se`).
+        seconds: wall-clock seconds of the whole estimate, nuisance fitting included.
+        weights: (N,) unit weights with ``estimate == sum_T w y - sum_C w y`` for weighting
+            estimators (dim, ipw, snipw, svm), else None. Per-arm normalised (each arm sums
+            to one) except Horvitz-Thompson IPW.
+        propensity: (N,) fitted (clipped) P(T=1 | x) where one was fitted, else None.
+        mu0, mu1: (N,) fitted E[Y | x, T=0/1] (out-of-fold for AIPW), else None.
+        info: small dict of diagnostics (parameters, effective sample sizes, subsampling...).
+    """
+
+    method: str
+    estimand: str
+    estimate: float
+    se: float = math.nan
+    seconds: float = 0.0
+    weights: np.ndarray | None = None
+    propensity: np.ndarray | None = None
+    mu0: np.ndarray | None = None
+    mu1: np.ndarray | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ate(self) -> float:
+        return self.estimate
+
+
+def _check_estimand(estimand: str) -> str:
+    if estimand not in ESTIMANDS:
+        raise ValueError(f"estimand must be one of {ESTIMANDS}, got {estimand!r}")
+    return estimand
+
+
+def _check_data(x, t, y=None, *, square: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """float64 x (N, d), t (N,) in {0, 1}, y (N,); ValueError naming the problem."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2:
+        raise ValueError(f"x must be 2-D (n_units, n_features), got shape {x.shape}")
+    n = x.shape[0]
+    if square and x.shape != (n, n):
+        raise ValueError(f"kernel='precomputed' needs x to be the (N, N) Gram matrix, got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        cols = sorted(set(np.argwhere(~np.isfinite(x))[:, 1].tolist()))
+        raise ValueError(f"x contains NaN or inf (columns {cols[:10]})")
+    t = np.asarray(t)
+    if t.shape != (n,):
+        raise ValueError(f"t must have shape ({n},) to match x, got {t.shape}")
+    t = t.astype(np.float64)
+    if not np.all((t == 0) | (t == 1)):
+        raise ValueError(f"t must be binary 0/1, got values {np.unique(t)[:10]}")
+    n_t = int(t.sum())
+    if n_t < 2 or n - n_t < 2:
+        raise ValueError(f"each arm needs at least 2 units: {n_t} treated, {n - n_t} control")
+    if y is not None:
+        y = np.asarray(y, dtype=np.float64)
+        if y.shape != (n,):
+            raise ValueError(f"y must have shape ({n},) to match x, got {y.shape}")
+        if not np.all(np.isfinite(y)):
+            raise ValueError("y contains NaN or inf")
+    return x, t, y
+
+
+def _ratio_se(numerator: np.ndarray, denominator: np.ndarray, estimate: float) -> float:
+    """SE of ``estimate = mean(numerator) / mean(denominator)`` by linearisation (delta method)."""
+    phi = (numerator - estimate * denominator) / denominator.mean()
+    return float(phi.std(ddof=1) / math.sqrt(len(phi)))
+
+
+def _mean_se(psi: np.ndarray) -> float:
+    return float(psi.std(ddof=1) / math.sqrt(len(psi)))
+
+
+def _normalise_per_arm(alpha: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Non-negative weights rescaled to sum to one within each arm (uniform if an arm is all 0)."""
+    w = np.clip(alpha, 0.0, None).astype(np.float64)
+    for arm in (t == 1, t == 0):
+        mass = w[arm].sum()
+        w[arm] = w[arm] / mass if mass > 0 else 1.0 / arm.sum()
+    return w
+
+
+def _ess(w: np.ndarray) -> float:
+    """Kish effective sample size of one arm's weights."""
+    s = w.sum()
+    return float(s * s / np.square(w).sum()) if s > 0 else 0.0
+
+
+def _weighted_effect(w: np.ndarray, t: np.ndarray, y: np.ndarray) -> float:
+    return float(w[t == 1] @ y[t == 1] - w[t == 0] @ y[t == 0])
+
+
+class _Baseline:
+    """Shared plumbing: estimand handling and timing."""
+
+    name = "baseline"
+
+    def __init__(self, estimand: str = "ate"):
+        self.estimand = _check_estimand(estimand)
+
+    def estimate(self, x, t, y, estimand: str | None = None) -> BaselineResult:
+        """Estimate the ATE (or ATT) from covariates x (N, d), treatment t (N,), outcome y (N,).
+
+        ``estimand`` overrides the one given at construction for this call.
+        """
+        est = _check_estimand(estimand or self.estimand)
+        start = time.perf_counter()
+        res = self._estimate(x, t, y, est)
+        res.seconds = time.perf_counter() - start
+        return res
+
+    def _estimate(self, x, t, y, estimand: str) -> BaselineResult:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({params})"
+
+
+# --------------------------------------------------------------------------------------------
+# difference in means
+
+
+class DifferenceInMeans(_Baseline):
+    """``mean(y | T=1) - mean(y | T=0)``; the same number for the ATE and the ATT.
+
+    SE: Welch, ``sqrt(s1^2 / n1 + s0^2 / n0)``. Needs no scikit-learn.
+    """
+
+    name = "dim"
+
+    def _estimate(self, x, t, y, estimand):
+        x, t, y = _check_data(x, t, y)
+        y1, y0 = y[t == 1], y[t == 0]
+        tau = float(y1.mean() - y0.mean())
+        se = math.sqrt(y1.var(ddof=1) / len(y1) + y0.var(ddof=1) / len(y0))
+        w = _normalise_per_arm(np.ones_like(t), t)
+        return BaselineResult(self.name, estimand, tau, se=se, weights=w)
+
+
+# --------------------------------------------------------------------------------------------
+# propensity-score weighting
+
+
+def logistic_propensity(x, t, *, C: float = 1.0, max_iter: int = 2000) -> np.ndarray:
+    """Fitted P(T=1 | x) (N,) from an L2-penalised logistic regression on standardised x.
+
+    ``C`` is scikit-learn's inverse penalty (default 1.0, sklearn's default): mild enough to
+    leave well-overlapping data essentially unpenalised, strong enough to stay finite when the
+    arms are (nearly) separable, as in LaLonde-CPS. Unclipped.
+    """
+    _sklearn("logistic_propensity")
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
+    model.fit(x, t.astype(int))
+    return model.predict_proba(x)[:, 1]
+
+
+class IPW(_Baseline):
+    """Inverse propensity weighting with a logistic propensity.
+
+    Args:
+        normalized: False = Horvitz-Thompson (``ipw``), True = self-normalised / Hajek
+            (``snipw``: weights rescaled to sum to one per arm).
+        clip: fitted propensities are clipped into ``[clip, 1 - clip]`` (default 0.01).
+        C: inverse L2 penalty of the logistic regression (see `logistic_propensity`).
+        estimand: default estimand.
+
+    Weights (unnormalised), with e = clipped propensity:
+
+    * ATE: treated ``1 / e``, controls ``1 / (1 - e)``; HT divides each arm's weighted sum by N.
+    * ATT: treated 1, controls the odds ``e / (1 - e)``; HT divides both sums by N_T.
+
+    SE: influence function of the (ratio) estimator, treating the propensity as known
+    (conservative for the ATE).
+    """
+
+    def __init__(self, normalized: bool = False, clip: float = 0.01, C: float = 1.0, estimand: str = "ate"):
+        super().__init__(estimand)
+        if not 0.0 <= clip < 0.5:
+            raise ValueError(f"clip must be in [0, 0.5), got {clip!r}")
+        self.normalized = bool(normalized)
+        self.clip = float(clip)
+        self.C = float(C)
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return "snipw" if self.normalized else "ipw"
+
+    def _estimate(self, x, t, y, estimand):
+        x, t, y = _check_data(x, t, y)
+        _sklearn(f"cina.baselines.IPW ({self.name})")
+        e = np.clip(logistic_propensity(x, t, C=self.C), self.clip, 1.0 - self.clip)
+        n = len(t)
+        if estimand == "ate":
+            raw = np.where(t == 1, 1.0 / e, 1.0 / (1.0 - e))
+        else:
+            raw = np.where(t == 1, 1.0, e / (1.0 - e))
+        treated, control = t * raw, (1.0 - t) * raw
+        if self.normalized:
+            w = _normalise_per_arm(raw, t)
+            tau = _weighted_effect(w, t, y)
+            m1 = w[t == 1] @ y[t == 1]
+            m0 = w[t == 0] @ y[t == 0]
+            phi = treated * (y - m1) / treated.mean() - control * (y - m0) / control.mean()
+            se = _mean_se(phi)
+        elif estimand == "ate":
+            w = raw / n
+            tau = _weighted_effect(w, t, y)
+            se = _mean_se(treated * y - control * y)
+        else:
+            n_t = t.sum()
+            w = raw / n_t
+            tau = _weighted_effect(w, t, y)
+            se = _ratio_se(treated * y - control * y, t, tau)
+        ess = {"ess_treated": _ess(w[t == 1]), "ess_control": _ess(w[t == 0])}
+        return BaselineResult(self.name, estimand, tau, se=se, weights=w, propensity=e, info={"clip": self.clip, **ess})
+
+
+# --------------------------------------------------------------------------------------------
+# outcome regression
+
+
+def _regressor(model: str, random_state: int, max_iter: int):
+    if model == "linear":
+        from sklearn.linear_model import LinearRegression
+
+        return LinearRegression()
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    return HistGradientBoostingRegressor(max_iter=max_iter, random_state=random_state)
+
+
+class OutcomeRegression(_Baseline):
+    """Regression adjustment: fit E[Y | x, T] and average the predicted contrast.
+
+    Args:
+        learner: ``"t"`` (default): one model per arm, mu1 fitted on the treated and mu0 on the
+            controls; ``"s"``: one model on ``[x, t]``, mu_t(x) = f(x, t). A linear S-learner is
+            the OLS coefficient of t.
+        model: ``"linear"`` (least squares, default) or ``"boosting"``
+            (`HistGradientBoostingRegressor`, ``max_iter`` trees, otherwise sklearn defaults).
+
+    ATE = mean over all units of mu1(x) - mu0(x). ATT = mean over the treated of y - mu0(x)
+    (the observed treated outcomes stand in for mu1). No analytic SE (NaN; use `bootstrap_se`).
+    """
+
+    def __init__(self, learner: str = "t", model: str = "linear", max_iter: int = 100, random_state: int = 0,
+                 estimand: str = "ate"):
+        super().__init__(estimand)
+        if learner not in ("t", "s"):
+            raise ValueError(f"learner must be 't' or 's', got {learner!r}")
+        if model not in ("linear", "boosting"):
+            raise ValueError(f"model must be 'linear' or 'boosting', got {model!r}")
+        self.learner = learner
+        self.model = model
+        self.max_iter = int(max_iter)
+        self.random_state = random_state
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return "or" + ("-boost" if self.model == "boosting" else "") + ("-s" if self.learner == "s" else "")
+
+    def _estimate(self, x, t, y, estimand):
+        x, t, y = _check_data(x, t, y)
+        _sklearn(f"cina.baselines.OutcomeRegression ({self.name})")
+        if self.learner == "t":
+            mu = []
+            for arm in (0.0, 1.0):
+                m = _regressor(self.model, self.random_state, self.max_iter).fit(x[t == arm], y[t == arm])
+                mu.append(m.predict(x))
+            mu0, mu1 = mu
+        else:
+            m = _regressor(self.model, self.random_state, self.max_iter).fit(np.column_stack([x, t]), y)
+            mu0 = m.predict(np.column_stack([x, np.zeros_like(t)]))
+            mu1 = m.predict(np.column_stack([x, np.ones_like(t)]))
+        if estimand == "ate":
+            tau = float(np.mean(mu1 - mu0))
+        else:
+            tau = float(np.mean(y[t == 1] - mu0[t == 1]))
+        return BaselineResult(self.name, estimand, tau, mu0=mu0, mu1=mu1, info={"learner": self.learner, "model": self.model})
+
+
+# --------------------------------------------------------------------------------------------
+# cross-fitted AIPW / DML
+
+
+class AIPW(_Baseline):
+    """Cross-fitted augmented IPW, i.e. DML for the ATE / ATT with a binary treatment.
+
+    Nuisances, fitted on K-1 folds and predicted on the held-out fold (stratified by t):
+    propensity e(x) = `HistGradientBoostingClassifier`, outcome means mu0(x), mu1(x) = one
+    `HistGradientBoostingRegressor` per arm (``max_iter`` trees, otherwise sklearn defaults).
+    Pass ``propensity_model`` / ``outcome_model`` (unfitted sklearn estimators; cloned per fold)
+    to replace them. Fitted propensities are clipped into ``[clip, 1 - clip]``.
+
+    Scores (Chernozhukov et al. 2018, §5.1), estimate = mean(score), SE = sd / sqrt(N):
+
+    * ATE: ``mu1 - mu0 + t (y - mu1) / e - (1 - t) (y - mu0) / (1 - e)``.
+    * ATT: ``[t (y - mu0) - (1 - t) e / (1 - e) (y - mu0)] / P(T=1)``.
+
+    Args:
+        n_folds: K (default 5). clip: propensity clipping (default 0.01).
+        max_iter: boosting iterations of the default nuisance models.
+        random_state: seeds the fold split and the default models.
+    """
+
+    name = "aipw"
+
+    def __init__(self, n_folds: int = 5, clip: float = 0.01, max_iter: int = 100, random_state: int = 0,
+                 propensity_model=None, outcome_model=None, estimand: str = "ate"):
+        super().__init__(estimand)
+        if int(n_folds) < 2:
+            raise ValueError(f"n_folds must be >= 2, got {n_folds!r}")
+        if not 0.0 <= clip < 0.5:
+            raise ValueError(f"clip must be in [0, 0.5), got {clip!r}")
+        self.n_folds = int(n_folds)
+        self.clip = float(clip)
+        self.max_iter = int(max_iter)
+        self.random_state = random_state
+        self.propensity_model = propensity_model
+        self.outcome_model = outcome_model
+
+    def _models(self):
+        from sklearn.base import clone
+        from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+        prop = (clone(self.propensity_model) if self.propensity_model is not None
+                else HistGradientBoostingClassifier(max_iter=self.max_iter, random_state=self.random_state))
+        out = (clone(self.outcome_model) if self.outcome_model is not None
+               else HistGradientBoostingRegressor(max_iter=self.max_iter, random_state=self.random_state))
+        return prop, out
+
+    def _estimate(self, x, t, y, estimand):
+        x, t, y = _check_data(x, t, y)
+        _sklearn("cina.baselines.AIPW")
+        from sklearn.base import clone
+        from sklearn.model_selection import StratifiedKFold
+
+        n_min = int(min(t.sum(), len(t) - t.sum()))
+        if n_min < self.n_folds:
+            raise ValueError(f"AIPW with {self.n_folds} folds needs >= {self.n_folds} units per arm, got {n_min}")
+        e, mu0, mu1 = np.empty_like(y), np.empty_like(y), np.empty_like(y)
+        folds = StratifiedKFold(self.n_folds, shuffle=True, random_state=self.random_state)
+        ti = t.astype(int)
+        for train, test in folds.split(x, ti):
+            prop, out = self._models()
+            e[test] = prop.fit(x[train], ti[train]).predict_proba(x[test])[:, 1]
+            for arm, target in ((0, mu0), (1, mu1)):
+                rows = train[ti[train] == arm]
+                target[test] = clone(out).fit(x[rows], y[rows]).predict(x[test])
+        e = np.clip(e, self.clip, 1.0 - self.clip)
+        if estimand == "ate":
+            psi = mu1 - mu0 + t * (y - mu1) / e - (1.0 - t) * (y - mu0) / (1.0 - e)
+            tau, se = float(psi.mean()), _mean_se(psi)
+        else:
+            num = t * (y - mu0) - (1.0 - t) * e / (1.0 - e) * (y - mu0)
+            tau = float(num.mean() / t.mean())
+            se = _ratio_se(num, t, tau)
+        return BaselineResult(self.name, estimand, tau, se=se, propensity=e, mu0=mu0, mu1=mu1,
+                              info={"n_folds": self.n_folds, "clip": self.clip})
+
+
+# --------------------------------------------------------------------------------------------
+# SVM optimal balancing (Tarr & Imai 2021)
+
+
+def svm_balancing_weights(x, t, *, C: float = 1.0, kernel: str = "rbf", gamma="scale", degree: int = 3,
+                          coef0: float = 0.0, tol: float = 1e-6, cache_size: float = 500.0) -> tuple[np.ndarray, np.ndarray]:
+    """ATE balancing weights: the SVM dual solution of `sklearn.svm.SVC`, normalised per arm.
+
+    Tarr & Imai's dual ``max_alpha 1^T alpha - alpha^T K_w alpha / (2 lam)`` s.t.
+    ``0 <= alpha <= 1``, ``sum_i w_i alpha_i = 0`` (w = 2t - 1) is sklearn's SVC with
+    ``C = 1 / lam`` and ``alpha = |dual_coef_| / C``. The equality constraint makes the two arms'
+    alpha sums equal; normalising per arm gives weights whose weighted arms have minimal kernel
+    MMD for their effective sample size.
+
+    Args:
+        x: (N, d) covariates (used as given; standardise first), or the (N, N) Gram matrix when
+            ``kernel="precomputed"``.
+        t: (N,) 0/1.
+        C: 1 / lambda. Small C -> all alpha = 1 (difference in means); large C -> better balance
+            on fewer units.
+        kernel, gamma, degree, coef0, tol, cache_size: passed to `sklearn.svm.SVC`.
+
+    Returns:
+        ``(weights, alpha)``: (N,) per-arm normalised weights and (N,) raw alpha in [0, 1].
+    """
+    _sklearn("svm_balancing_weights")
+    from sklearn.svm import SVC
+
+    svc = SVC(C=C, kernel=kernel, gamma=gamma, degree=degree, coef0=coef0, tol=tol, cache_size=cache_size)
+    svc.fit(x, t.astype(int))
+    alpha = np.zeros(len(t))
+    alpha[svc.support_] = np.abs(svc.dual_coef_[0]) / C
+    alpha = np.clip(alpha, 0.0, 1.0)
+    return _normalise_per_arm(alpha, t), alpha
+
+
+def att_balancing_weights(gram: np.ndarray, t: np.ndarray, *, C: float = 1.0, tol: float = 1e-10,
+                          max_iter: int = 20000) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """ATT balancing weights: treated uniform, controls balanced towards them.
+
+    The SVM dual with the treated alpha pinned at the upper bound 1 (and hence no intercept /
+    equality constraint), as in `cina.balancing`::
+
+        max_{a in [0,1]^{N_C}}  1^T a - (1 / (2 lam)) || sum_T phi(x_i) - sum_C a_j phi(x_j) ||^2
+
+    i.e. ``min 0.5 a^T K_CC a / lam - a^T (K_CT 1 / lam + 1)``: control mass (effective sample
+    size) traded against the kernel distance between the treated sum and the weighted control
+    sum. ``sklearn.svm.SVC`` cannot pin a subset of the duals, so this box-constrained convex QP
+    is solved with L-BFGS-B (scipy) to a projected-gradient tolerance ``tol``.
+
+    Args:
+        gram: (N, N) kernel matrix over all units (only the control rows are used).
+        t: (N,) 0/1. C: 1 / lambda.
+
+    Returns:
+        ``(weights, alpha, info)``: (N,) weights (treated 1/N_T, controls summing to one), (N,)
+        raw alpha (treated 1), and solver diagnostics.
+    """
+    from scipy.optimize import minimize
+
+    lam = 1.0 / C
+    treated, control = t == 1, t == 0
+    q = np.ascontiguousarray(gram[np.ix_(control, control)], dtype=np.float64) / lam
+    c = gram[np.ix_(control, treated)].sum(1) / lam + 1.0
+
+    def fun(a):
+        qa = q @ a
+        return 0.5 * a @ qa - c @ a, qa - c
+
+    res = minimize(fun, np.zeros(int(control.sum())), jac=True, method="L-BFGS-B", bounds=[(0.0, 1.0)] * int(control.sum()),
+                   options={"maxiter": max_iter, "gtol": tol, "ftol": 1e-15, "maxcor": 20})
+    a = np.clip(res.x, 0.0, 1.0)
+    g = q @ a - c
+    proj = np.where(a <= 0.0, np.minimum(g, 0.0), np.where(a >= 1.0, np.maximum(g, 0.0), g))
+    alpha = np.ones(len(t))
+    alpha[control] = a
+    info = {"solver": "L-BFGS-B", "iterations": int(res.nit), "kkt_violation": float(np.abs(proj).max()),
+            "converged": bool(res.success)}
+    return _normalise_per_arm(alpha, t), alpha, info
+
+
+def _subsample_rows(t: np.ndarray, max_units: int, estimand: str, rng: np.random.Generator) -> np.ndarray:
+    """Sorted row indices of a subsample of at most max_units units (see `SVMBalancing`)."""
+    idx_t, idx_c = np.flatnonzero(t == 1), np.flatnonzero(t == 0)
+    if estimand == "att" and len(idx_t) < max_units // 2:
+        keep_t = idx_t
+    else:
+        keep_t = rng.choice(idx_t, max(2, round(max_units * len(idx_t) / len(t))), replace=False)
+    keep_c = rng.choice(idx_c, min(len(idx_c), max_units - len(keep_t)), replace=False)
+    return np.sort(np.concatenate([keep_t, keep_c]))
+
+
+class SVMBalancing(_Baseline):
+    """SVM optimal balancing weights (Tarr & Imai 2021) and the weighted difference in means.
+
+    ATE: `svm_balancing_weights` (sklearn SVC dual, C = 1 / lambda). ATT: treated weighted
+    uniformly, controls balanced towards them (`att_balancing_weights`). The estimate is
+    ``sum_T w y - sum_C w y``.
+
+    Args:
+        C: 1 / lambda (default 1.0; with the RBF kernel on standardised covariates the kernel
+            entries are O(1), and near the balance noise floor the fraction of units kept is
+            roughly independent of N at fixed C).
+        lam: alternative to C (``C = 1 / lam``); if given it wins.
+        kernel: ``"rbf"`` (default), ``"linear"``, ``"poly"`` or ``"precomputed"`` (then x is
+            the (N, N) Gram matrix and ``standardize`` is ignored).
+        gamma, degree, coef0: kernel parameters, as in sklearn (``gamma="scale"`` =
+            1 / (d * var(x))).
+        standardize: z-score each covariate first (default True).
+        tol: solver tolerance (SVC's ``tol`` for the ATE; projected-gradient tolerance for ATT).
+        max_units: SVM solvers are O(N^2) in memory/time; datasets with more units are
+            subsampled to ``max_units`` (ATE: stratified random subsample; ATT: all treated plus
+            random controls), seeded by ``random_state``. ``info["n_used"]`` and
+            ``info["subsampled"]`` say so; dropped units get weight 0. ``None`` = never.
+    """
+
+    name = "svm"
+
+    def __init__(self, C: float = 1.0, *, lam: float | None = None, kernel: str = "rbf", gamma="scale",
+                 degree: int = 3, coef0: float = 0.0, standardize: bool = True, tol: float = 1e-6,
+                 max_units: int | None = 5000, random_state: int = 0, estimand: str = "ate"):
+        super().__init__(estimand)
+        if lam is not None:
+            if not lam > 0:
+                raise ValueError(f"lam must be > 0, got {lam!r}")
+            C = 1.0 / lam
+        if not (C > 0 and math.isfinite(C)):
+            raise ValueError(f"C must be a positive finite number, got {C!r}")
+        if kernel not in ("rbf", "linear", "poly", "precomputed"):
+            raise ValueError(f"kernel must be 'rbf', 'linear', 'poly' or 'precomputed', got {kernel!r}")
+        self.C = float(C)
+        self.kernel = kernel
+        self.gamma = gamma
+        self.degree = degree
+        self.coef0 = coef0
+        self.standardize = standardize
+        self.tol = tol
+        self.max_units = max_units
+        self.random_state = random_state
+
+    def _gram(self, x: np.ndarray) -> np.ndarray:
+        from sklearn.metrics.pairwise import pairwise_kernels
+
+        if self.kernel == "precomputed":
+            return x
+        gamma = self.gamma
+        if gamma == "scale":
+            var = x.var()
+            gamma = 1.0 / (x.shape[1] * var) if var > 0 else 1.0
+        elif gamma == "auto":
+            gamma = 1.0 / x.shape[1]
+        params = {"rbf": {"gamma": gamma}, "linear": {}, "poly": {"gamma": gamma, "degree": self.degree, "coef0": self.coef0}}
+        return pairwise_kernels(x, metric=self.kernel, **params[self.kernel])
+
+    def _estimate(self, x, t, y, estimand):
+        pre = self.kernel == "precomputed"
+        x, t, y = _check_data(x, t, y, square=pre)
+        _sklearn("cina.baselines.SVMBalancing")
+        n = len(t)
+        rows = np.arange(n)
+        if self.max_units is not None and n > self.max_units:
+            rows = _subsample_rows(t, int(self.max_units), estimand, np.random.default_rng(self.random_state))
+        xs = x[np.ix_(rows, rows)] if pre else x[rows]
+        ts, ys = t[rows], y[rows]
+        if self.standardize and not pre:
+            sd = xs.std(0)
+            xs = np.where(sd > 1e-12, (xs - xs.mean(0)) / np.where(sd > 1e-12, sd, 1.0), 0.0)
+        info: dict[str, Any] = {"C": self.C, "kernel": self.kernel, "n_used": int(len(rows)), "subsampled": len(rows) < n}
+        if estimand == "ate":
+            w_s, alpha = svm_balancing_weights(xs, ts, C=self.C, kernel=self.kernel, gamma=self.gamma, degree=self.degree,
+                                               coef0=self.coef0, tol=self.tol)
+        else:
+            w_s, alpha, solver = att_balancing_weights(self._gram(xs), ts, C=self.C, tol=min(self.tol, 1e-6))
+            info.update(solver)
+        w = np.zeros(n)
+        w[rows] = w_s
+        info.update(ess_treated=_ess(w_s[ts == 1]), ess_control=_ess(w_s[ts == 0]),
+                    n_support=int((alpha > 0).sum()), alpha=alpha)
+        return BaselineResult(self.name, estimand, _weighted_effect(w_s, ts, ys), weights=w, info=info)
+
+
+# --------------------------------------------------------------------------------------------
+# registry and helpers
+
+BASELINES: dict[str, Callable[..., _Baseline]] = {
+    "dim": DifferenceInMeans,
+    "ipw": lambda **kw: IPW(normalized=False, **kw),
+    "snipw": lambda **kw: IPW(normalized=True, **kw),
+    "or": lambda **kw: OutcomeRegression(learner="t", model="linear", **kw),
+    "or-boost": lambda **kw: OutcomeRegression(learner="t", model="boosting", **kw),
+    "aipw": AIPW,
+    "svm": SVMBalancing,
+}
+
+
+def make_baseline(name: str, **params) -> _Baseline:
+    """The estimator registered as ``name`` (see `BASELINES`) with hyper-parameters ``params``."""
+    if name not in BASELINES:
+        raise KeyError(f"unknown baseline {name!r}; known: {sorted(BASELINES)}")
+    return BASELINES[name](**params)
+
+
+def run_baseline(name: str, x, t, y, estimand: str = "ate", **params) -> BaselineResult:
+    """``make_baseline(name, **params).estimate(x, t, y, estimand)``."""
+    return make_baseline(name, **params).estimate(x, t, y, estimand)
+
+
+def bootstrap_se(estimator: _Baseline, x, t, y, *, n_boot: int = 50, estimand: str | None = None,
+                 seed: int = 0) -> float:
+    """Bootstrap standard error of ``estimator`` (resampling units within each arm).
+
+    Resampling within arms keeps both arm sizes fixed, so every replicate is estimable. Costs
+    ``n_boot`` full fits.
+    """
+    x, t, y = _check_data(x, t, y)
+    rng = np.random.default_rng(seed)
+    arms = [np.flatnonzero(t == 1), np.flatnonzero(t == 0)]
+    draws = []
+    for _ in range(int(n_boot)):
+        idx = np.concatenate([rng.choice(a, len(a), replace=True) for a in arms])
+        draws.append(estimator.estimate(x[idx], t[idx], y[idx], estimand).estimate)
+    return float(np.std(draws, ddof=1))
