@@ -401,7 +401,7 @@ def build_repository(
 
     manifest = PublishedManifest(
         config=corpus.manifest.config,
-        source={**_source_identity(corpus)},
+        source=_source_identity(corpus),
         num_tasks=plan.num_tasks,
         shard_size=plan.shard_size,
         compression=corpus.manifest.compression,
@@ -490,6 +490,10 @@ def publish(
     parent, name = os.path.split(os.path.abspath(out))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)
+    # mkdtemp makes the directory 0700; OUT should get the usual umask-derived mode.
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o777 & ~mask)
     try:
         manifest = build_repository(
             source, tmp, plan, repo_id=repo_id, license=license, pretty_name=pretty_name,
@@ -580,7 +584,7 @@ def _print_dry_run(args, plan: PublishPlan) -> None:
     for path, what in plan.files():
         print(f"  {path}  ({what})")
     if args.push:
-        visibility = "private" if args.private else "public (unless it exists already)"
+        visibility = "private" if args.private else "visibility: the account default"
         token = "found" if has_token() else "NOT found: set HF_TOKEN or run `hf auth login` first"
         print(f"dry run: would upload to https://huggingface.co/datasets/{args.repo_id} ({visibility}): create_repo + upload_folder "
               f"of {len(plan.files())} files, deleting remote files under {', '.join(DELETE_PATTERNS)} not in this upload; token {token}")

@@ -18,22 +18,19 @@ import zipfile
 import numpy as np
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+import httpx2  # huggingface_hub's HTTP client
+import huggingface_hub
+from huggingface_hub import constants as hf_constants
 
-import httpx2  # noqa: E402  (huggingface_hub's HTTP client)
-import huggingface_hub  # noqa: E402
-from huggingface_hub import constants as hf_constants  # noqa: E402
-
-import causalgen  # noqa: E402
-from causalgen import hub, publish as pub  # noqa: E402
-from causalgen.corpus import open_corpus  # noqa: E402
-from causalgen.generate import CorpusSpec, generate_corpus  # noqa: E402
-from causalgen.manifest import MANIFEST_NAME, Manifest  # noqa: E402
-from causalgen.parquet_view import row_to_task, task_features  # noqa: E402
-from causalgen.published import PublishedManifest  # noqa: E402
-from causalgen.shard import ShardError  # noqa: E402
-from causalgen.splits import SPLITS, split_of  # noqa: E402
+import causalgen
+from causalgen import hub, publish as pub
+from causalgen.corpus import open_corpus
+from causalgen.generate import CorpusSpec, generate_corpus
+from causalgen.manifest import MANIFEST_NAME, Manifest
+from causalgen.parquet_view import row_to_task, task_features
+from causalgen.published import PublishedManifest
+from causalgen.shard import ShardError
+from causalgen.splits import SPLITS, split_of
 
 N_TASKS, SHARD, SEED = 24, 8, 7  # seed 7: 18 train, 5 validation, 1 test
 PARQUET_BYTES = 50_000  # small, so the train split spans several Parquet files
@@ -96,10 +93,14 @@ def _install_transport(handler):
 
 @pytest.fixture()
 def offline(monkeypatch):
+    """HF_HUB_OFFLINE=1 / HF_DATASETS_OFFLINE=1 for this test only (both libraries read them at import)."""
     import datasets.config
 
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)
 
 
 class FakeHub:
@@ -181,7 +182,7 @@ def _assert_same_task(got, want, where=""):
 # ------------------------------------------------------------------ the repository
 
 
-def test_layout_manifest_and_splits(repo, manifest, source):
+def test_layout_manifest_and_splits(repo, manifest, source, offline):
     files = _tree(repo)
     listed = {p for p, _, _ in manifest.files()} | {"README.md", MANIFEST_NAME}
     assert set(files) == listed
@@ -285,7 +286,7 @@ def test_card_parses_and_declares_what_datasets_sees(repo, manifest, offline, tm
     assert (repo / "figures" / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_open_published_reads_like_the_corpus(repo, corpus_dir, source):
+def test_open_published_reads_like_the_corpus(repo, corpus_dir, source, offline):
     import pickle
 
     corpus = hub.open_published(repo)
