@@ -13,8 +13,8 @@ against the sha256 in ``manifest.json`` before it is decoded. All files come fro
 the one commit the manifest was read from, so a push in the middle of a read
 cannot mix two versions.
 
-`maybe_open_published` is the hook for `causalgen.corpus.open_corpus`, and
-`verify_published` the one for `verify_corpus`.
+`causalgen.corpus.open_corpus` / `verify_corpus` hand any location for which
+`is_published` is true to `open_published` / `verify_published`.
 """
 
 from __future__ import annotations
@@ -181,22 +181,26 @@ def _source_for(path_or_url: str, *, cache_dir: str | None = None, token: str | 
 
 def is_published(path_or_url: str | os.PathLike) -> bool:
     """True for a Hub repository root (``hf://datasets/ORG/NAME[@REVISION]``) and for
-    folders whose manifest.json is a published-repository manifest.
+    folders (local or fsspec URLs) whose manifest.json is a published-repository manifest.
 
     A deeper ``hf://`` path (a raw corpus stored inside a repository) is not a
-    published repository: the corpus reader opens it through fsspec. Cheap:
-    reads at most the first 4 KB of a local manifest; never touches the network.
+    published repository: the corpus reader opens it through fsspec. Cheap: reads
+    at most the first 4 KB of the manifest, and nothing at all for ``hf://``.
     """
     root = os.fspath(path_or_url)
     if root.startswith("hf://"):
         return bool(_HF_URL.match(root))
-    if "://" in root and not root.startswith("file://"):
-        return False  # remote corpora: leave them to the corpus reader
-    local = root[len("file://"):] if root.startswith("file://") else root
     try:
-        with open(os.path.join(local, MANIFEST_NAME), "rb") as fh:
-            head = fh.read(4096)
-    except OSError:
+        if "://" not in root or root.startswith("file://"):
+            local = root[len("file://"):] if root.startswith("file://") else root
+            with open(os.path.join(local, MANIFEST_NAME), "rb") as fh:
+                head = fh.read(4096)
+        else:
+            import fsspec
+
+            with fsspec.open(posixpath.join(root.rstrip("/"), MANIFEST_NAME), "rb") as fh:
+                head = fh.read(4096)
+    except Exception:  # missing or unreadable: not ours to judge, the corpus reader reports it
         return False
     return f'"format": "{PUBLISHED_FORMAT}"'.encode() in head
 

@@ -371,6 +371,20 @@ def test_only_repository_roots_are_published_urls():
     assert not hub.is_published("memory://somewhere")
 
 
+def test_a_published_folder_behind_an_fsspec_url(repo, source):
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    for path, data in _tree(repo).items():
+        fs.pipe_file(f"/pubtest/{path}", data)
+    try:
+        assert hub.is_published("memory://pubtest")
+        corpus = open_corpus("memory://pubtest")
+        assert isinstance(corpus, hub.PublishedCorpus) and corpus[0].equals(source[corpus.task_index(0)])
+    finally:
+        fs.rm("/pubtest", recursive=True)
+
+
 @pytest.mark.parametrize("url", ["hf://datasets/org", "hf://models/org/name", "hf://datasets/org/name/zarr", "hf://datasets/-org/name", "hf://datasets/org/na--me"])
 def test_parse_hf_url_rejects(url):
     with pytest.raises(causalgen.corpus.CorpusError, match="expected hf://datasets/ORG/NAME"):
