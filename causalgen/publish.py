@@ -170,7 +170,7 @@ class SplitPlan:
     """Which corpus tasks go where, for one split (all from the manifest, nothing decoded)."""
 
     split: str
-    tasks: list[int]  #: corpus indices, in corpus order
+    tasks: np.ndarray  #: (n,) int64 corpus indices, in corpus order
     shard_sizes: list[int]  #: tasks per zarr shard
     parquet_rows: list[int]  #: rows per Parquet file
 
@@ -201,7 +201,7 @@ def make_plan(columns: dict[str, np.ndarray], *, shard_size: int, max_parquet_by
     plan = PublishPlan(num_tasks=int(idx.shape[0]), shard_size=shard_size)
     for s in SPLITS:
         mask = labels == s
-        tasks = [int(i) for i in idx[mask]]
+        tasks = np.asarray(idx[mask], dtype=np.int64)
         sizes = [min(shard_size, len(tasks) - k) for k in range(0, len(tasks), shard_size)]
         rows: list[int] = []
         current, current_bytes = 0, 0
@@ -375,27 +375,34 @@ def build_repository(
     from .parquet_view import estimate_row_bytes
 
     cols = corpus.columns
-    labels = {i: s for s, p in plan.splits.items() for i in p.tasks}
+    # split code per corpus index (an int8 array: a dict would cost ~100 bytes per task)
+    codes = np.full(plan.num_tasks, -1, dtype=np.int8)
+    for s, p in plan.splits.items():
+        codes[p.tasks] = SPLITS.index(s)
     est = estimate_row_bytes(cols["n_units"], cols["n_covariates"], cols["n_nodes"])
     zarr_w = {s: _ZarrSplitWriter(dest, s, p.shard_sizes, corpus.manifest.compression) for s, p in plan.splits.items()}
     pq_w = {s: _ParquetSplitWriter(dest, s, p.parquet_rows) for s, p in plan.splits.items()}
     summary_names = ("graph_family", "mechanism", "treated_share", "propensity_min", "propensity_max")
     meta_keys: set[str] = set()
-    i = 0
+    k = 0  # row of the manifest columns (shard order, which for a corpus is corpus order)
     with tqdm(total=plan.num_tasks, unit="task", desc="publish", disable=not progress, dynamic_ncols=True) as bar:
         for data in corpus.iter_shards():
             for task in data:
-                s = labels[i]
+                i = int(cols["task_index"][k])
+                if task.meta.get("seed") != int(cols["seed"][k]):
+                    raise PublishError(f"task {i}: shard and manifest disagree on its seed (corpus changed during publish?)")
+                s = SPLITS[codes[i]]
                 meta_keys.update(task.meta)
                 zarr_w[s].add(task, i)
-                pq_w[s].add(task, i, {k: cols[k][i] for k in summary_names}, int(est[i]))
-                i += 1
+                pq_w[s].add(task, i, {name: cols[name][k] for name in summary_names}, int(est[k]))
+                k += 1
             bar.update(len(data))
     for w in (*zarr_w.values(), *pq_w.values()):
         w.close()
 
     os.makedirs(os.path.join(dest, FIGURES_DIR), exist_ok=True)
-    figure_columns = {**{k: cols[k] for k in ("ate", "n_units", "treated_share")}, "split": np.asarray([labels[j] for j in range(i)], dtype=object)}
+    figure_columns = {name: cols[name] for name in ("ate", "n_units", "treated_share")}
+    figure_columns["split"] = np.asarray(SPLITS, dtype=object)[codes[cols["task_index"]]]
     render_figure(figure_columns, os.path.join(dest, FIGURE_NAME))
     size, digest = _sha256_file(os.path.join(dest, FIGURE_NAME))
 
