@@ -374,8 +374,9 @@ class _ShardCache:
     current batches are collated (zarr decoding and file or network I/O release the GIL).
     """
 
-    def __init__(self, corpus: Corpus, schedule: list[int], prefetch: int, verify: bool, where: str):
-        self.corpus, self.schedule, self.prefetch, self.verify, self.where = corpus, schedule, prefetch, verify, where
+    def __init__(self, corpus: Corpus, expected: Callable[[int], dict[str, np.ndarray]], schedule: list[int], prefetch: int, verify: bool, where: str):
+        self.corpus, self.expected, self.schedule = corpus, expected, schedule
+        self.prefetch, self.verify, self.where = prefetch, verify, where
         self.next_pos = {pos: k for k, pos in enumerate(schedule)}
         self.loaded: dict[int, Mapping[str, np.ndarray]] = {}
         self.pending: dict[int, Future] = {}
@@ -383,20 +384,15 @@ class _ShardCache:
 
     def _read(self, pos: int) -> Mapping[str, np.ndarray]:
         record = self.corpus.manifest.shards[pos]
+        name = f"shard {record.path} (position {pos}) of corpus {self.corpus.root}"
         try:
             data = self.corpus.read_shard(pos, verify=self.verify)
         except Exception as exc:  # zarr, fsspec and OS errors come in many types
-            raise ShardReadError(
-                f"cannot read shard {record.path} (index {record.index}) of corpus {self.corpus.root} "
-                f"({self.where}): {type(exc).__name__}: {exc}"
-            ) from exc
+            raise ShardReadError(f"cannot read {name} ({self.where}): {type(exc).__name__}: {exc}") from exc
         # The plan sized the padding from the manifest; a shard that disagrees would be misread.
-        for col in ("n_units", "n_covariates", "n_nodes"):
-            if data.arrays[col].tolist() != list(record.tasks[col]):
-                raise ShardReadError(
-                    f"shard {record.path} (index {record.index}) of corpus {self.corpus.root}: "
-                    f"its {col} disagree with manifest.json (shard replaced or corrupt?) ({self.where})"
-                )
+        for col, want in self.expected(pos).items():
+            if not np.array_equal(data.arrays[col], want):
+                raise ShardReadError(f"{name}: its {col} disagree with the manifest (shard replaced or corrupt?) ({self.where})")
         return data.arrays
 
     def get(self, pos: int) -> Mapping[str, np.ndarray]:
@@ -443,7 +439,7 @@ def _allocate(spec: Mapping[str, tuple[tuple[int, ...], Any, Any]], shared: bool
     dtypes = {name: np.dtype(dt) for name, (_, dt, _) in spec.items()}
     sizes = {name: int(np.prod(shape)) * dtypes[name].itemsize for name, (shape, _, _) in spec.items()}
     tensors: dict[str, torch.Tensor] = {}
-    if shared:
+    if shared and hasattr(torch.UntypedStorage, "_new_shared"):  # private API: fall back if it goes
         for group in ([n for n, (sh, _, _) in spec.items() if len(sh) == 1], [n for n, (sh, _, _) in spec.items() if len(sh) > 1]):
             offsets, total = {}, 0
             for name in group:
@@ -474,7 +470,8 @@ def _resolve_topology() -> tuple[int, int]:
 class TaskStream(IterableDataset):
     """Padded batches of tasks from a causalgen corpus, planned per epoch; see the module docstring.
 
-    corpus: a `causalgen.corpus.Corpus` or a path / fsspec URL for `open_corpus`.
+    corpus: a `causalgen.corpus.Corpus` (or a published repository's `PublishedCorpus`) or a
+        path / URL for `open_corpus` (local, fsspec URLs, ``hf://datasets/...``).
     batch_size: tasks per batch (the most, when `max_units_per_batch` is set).
     seed: the plan's seed (an integer >= 0).
     shuffle: permute shards and tasks per epoch (False: manifest order, for evaluation).
@@ -530,7 +527,9 @@ class TaskStream(IterableDataset):
         if world_size is not None and not (isinstance(world_size, int) and world_size >= 1 and isinstance(rank, int) and 0 <= rank < world_size):
             raise ValueError(f"rank/world_size: expected 0 <= rank < world_size, got {rank}/{world_size}")
 
-        self.corpus = corpus if isinstance(corpus, Corpus) else open_corpus(corpus)
+        # A Corpus, or anything that reads like one (causalgen.hub.PublishedCorpus): manifest.shards,
+        # columns in shard order, read_shard(pos).
+        self.corpus = corpus if hasattr(corpus, "read_shard") and hasattr(corpus, "manifest") else open_corpus(corpus)
         self.batch_size = int(batch_size)
         self.seed = int(seed)
         self.subsample_units = None if subsample_units is None else int(subsample_units)
@@ -555,6 +554,7 @@ class TaskStream(IterableDataset):
         # report its worker count back to the training process.
         self._shared = torch.tensor([0, 0, -1], dtype=torch.int64).share_memory_()
         self._expect_workers: int | None = None  # from a loaded state
+        self._loaded = False  # a loaded position not yet iterated from (training process only)
         self._plans: dict[tuple, EpochPlan] = {}
 
     # ------------------------------------------------------------------ setup
@@ -566,6 +566,10 @@ class TaskStream(IterableDataset):
         if not keep.any():
             raise ValueError(f"TaskStream: no task of {self.corpus.root} passes the filters (split={split!r}, where={where!r})")
         counts = np.asarray([r.num_tasks for r in m.shards], dtype=np.int64)
+        if counts.sum() != len(keep):
+            raise ValueError(f"TaskStream: {self.corpus!r} lists {counts.sum()} tasks in its shards but {len(keep)} in its columns")
+        self._shard_starts = np.concatenate([[0], np.cumsum(counts)])
+        self._sizes = {col: columns[col].astype(np.int64) for col in ("n_units", "n_covariates", "n_nodes")}
         shard = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
         row = np.arange(len(shard), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
         n_units = columns["n_units"].astype(np.int64)
@@ -590,6 +594,11 @@ class TaskStream(IterableDataset):
         for a in (self._layout.task_index, self._layout.n_units):
             h.update(np.ascontiguousarray(a).tobytes())
         return h.hexdigest()[:16]
+
+    def _expected_sizes(self, pos: int) -> dict[str, np.ndarray]:
+        """Per-task sizes of shard `pos` according to the manifest columns."""
+        lo, hi = self._shard_starts[pos], self._shard_starts[pos + 1]
+        return {col: v[lo:hi] for col, v in self._sizes.items()}
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -640,6 +649,7 @@ class TaskStream(IterableDataset):
         if int(epoch) != self.epoch:
             self._shared[0] = int(epoch)
             self._shared[1] = 0
+            self._loaded = False
 
     def plan(self, epoch: int | None = None, num_workers: int = 0) -> EpochPlan:
         """The epoch plan of every rank for `num_workers` DataLoader workers (cached)."""
@@ -710,14 +720,17 @@ class TaskStream(IterableDataset):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Resume exactly where `state` was taken: same epoch, the remaining batches in order.
 
-        Needs the same corpus, selection, batching options, seed, rank, world size and number of
-        DataLoader workers (checked here, and the worker count when iteration starts).
+        Needs the same corpus, selection, batching options, seed, world size and number of
+        DataLoader workers (checked here, and the worker count when iteration starts). The rank is
+        not checked: with ``drop_last=True`` every rank of a DDP job is at the same position, so
+        rank 0's state may be loaded by all ranks. A state taken at the end of an epoch resumes
+        with nothing left in it (the training loop then moves to the next epoch).
         """
         if state.get("format") != STATE_FORMAT or state.get("version") != STATE_VERSION:
             raise ValueError(f"load_state_dict: not a {STATE_FORMAT} v{STATE_VERSION} state: {dict(state)!r}")
         self._refresh_topology()
         problems = []
-        for key, mine in (("seed", self.seed), ("fingerprint", self._fingerprint), ("world_size", self.world_size), ("rank", self.rank)):
+        for key, mine in (("seed", self.seed), ("fingerprint", self._fingerprint), ("world_size", self.world_size)):
             if state[key] != mine:
                 problems.append(f"{key} {state[key]!r} != {mine!r}")
         if problems:
@@ -729,17 +742,24 @@ class TaskStream(IterableDataset):
         self._shared[0] = int(state["epoch"])
         self._shared[1] = int(state["batches_done"])
         self._expect_workers = state.get("num_workers")
+        self._loaded = True
 
     def _begin(self, num_workers: int) -> None:
-        """Called in the training process before an iteration: a finished epoch replays from 0."""
+        """Called in the training process before an iteration starts.
+
+        An epoch finished by iterating in this process replays from its start (as a
+        DistributedSampler without set_epoch would); one loaded finished stays finished, so a
+        checkpoint taken after an epoch's last batch does not replay that epoch.
+        """
         self._refresh_topology()
         if self._expect_workers is not None and max(1, num_workers) != max(1, self._expect_workers) and self.batches_done:
             raise ValueError(
                 f"TaskStream: the checkpoint was taken with num_workers={self._expect_workers}, this DataLoader has "
                 f"{num_workers}; the resume position is only exact with the same worker count"
             )
-        if self.batches_done >= self.batches_per_epoch(num_workers):
+        if self.batches_done >= self.batches_per_epoch(num_workers) and not self._loaded:
             self._shared[1] = 0
+        self._loaded = False
 
     def _count(self, n: int = 1) -> None:
         self._shared[1] += n
@@ -764,7 +784,7 @@ class TaskStream(IterableDataset):
         plan = self.plan(epoch, num_workers)
         counts = plan.counts(self.rank)
         if done >= sum(counts):
-            done = 0
+            return  # the training process decided (see _begin): nothing left of this epoch
         consumed, first = _resume_point(counts, done)
         # Physical worker 0 is asked first by a fresh DataLoader iterator, so it plays the slot
         # that owns the next batch; the round-robin then continues in the original order.
@@ -789,7 +809,7 @@ class TaskStream(IterableDataset):
         release_at: dict[int, list[int]] = {}
         for pos, k in last_use.items():
             release_at.setdefault(k, []).append(pos)
-        cache = _ShardCache(self.corpus, schedule, self.prefetch_shards, self.verify, where)
+        cache = _ShardCache(self.corpus, self._expected_sizes, schedule, self.prefetch_shards, self.verify, where)
         try:
             for k, ids in enumerate(batches):
                 shard_arrays = {pos: cache.get(pos) for pos in dict.fromkeys(lay.shard[ids].tolist())}

@@ -47,6 +47,12 @@ def corpus(corpus_path) -> Corpus:
     return open_corpus(corpus_path)
 
 
+@pytest.fixture(scope="module")
+def tasks(corpus) -> list:
+    """Every task, read once through causalgen (the reference the batches are checked against)."""
+    return list(corpus)
+
+
 def signature(batch) -> tuple:
     """Task ids plus a digest of every tensor: equal signatures mean bit-identical batches."""
     h = hashlib.sha256()
@@ -67,7 +73,7 @@ def ids(sigs) -> list[int]:
 # ----------------------------------------------------------------------------- the batch contract
 
 
-def test_batches_hold_the_tasks_with_ragged_masks_and_standardisation(corpus):
+def test_batches_hold_the_tasks_with_ragged_masks_and_standardisation(corpus, tasks):
     extras = tuple(EXTRA_FIELDS)
     stream = TaskStream(corpus, 5, seed=1, extras=extras, drop_last=False)
     seen, ragged_units, ragged_cov = [], False, False
@@ -85,7 +91,7 @@ def test_batches_hold_the_tasks_with_ragged_masks_and_standardisation(corpus):
         ragged_cov |= len(set(batch["feature_mask"].sum(1).tolist())) > 1
         assert int(n_batch.max()) == N and int(batch["feature_mask"].sum(1).max()) == D  # padded to the batch max
         for i, tid in enumerate(batch["task_index"].tolist()):
-            task = corpus[tid]
+            task = tasks[tid]
             n, d = task.n_units, task.n_covariates
             seen.append(tid)
             # masks: exactly the first n units and d covariates
@@ -261,6 +267,23 @@ def test_persistent_workers_follow_set_epoch_and_load_state_dict(corpus):
     assert [signature(b) for b in loader] == ref[0][3:]
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_epoch_boundaries_replay_live_but_not_after_a_finished_checkpoint(corpus, workers):
+    stream = TaskStream(corpus, 4, seed=12, rank=1, world_size=2)
+    first = run(stream, workers)
+    assert run(stream, workers) == first  # iterating again without set_epoch replays the epoch
+    state = stream.state_dict()
+    assert state["batches_done"] == len(first)
+    # A checkpoint taken after the last batch: the epoch is over, the loop moves on.
+    resumed = TaskStream(corpus, 4, seed=12, rank=0, world_size=2)  # rank 0 may load rank 1's state
+    resumed.load_state_dict(state)
+    assert run(resumed, workers) == []
+    resumed.set_epoch(1)
+    nxt = TaskStream(corpus, 4, seed=12, rank=0, world_size=2)
+    nxt.set_epoch(1)
+    assert run(resumed, workers) == run(nxt, workers) != []
+
+
 def test_resume_refuses_a_different_stream_or_worker_count(corpus):
     s = TaskStream(corpus, 4, seed=0)
     it = iter(TaskLoader(s, num_workers=2))
@@ -315,7 +338,7 @@ def test_world_size_from_the_environment_without_a_process_group_is_refused(corp
 # ----------------------------------------------------------------------------- filters
 
 
-def test_filters_on_manifest_columns_select_exactly_the_matching_tasks(corpus):
+def test_filters_on_manifest_columns_select_exactly_the_matching_tasks(corpus, tasks):
     cols = corpus.columns
     split = np.array([split_of(int(s)) for s in cols["seed"]])
     where = {"n_covariates": ("<=", 6), "identifiable": True, "graph_family": {"erdos_renyi"}}
@@ -325,7 +348,7 @@ def test_filters_on_manifest_columns_select_exactly_the_matching_tasks(corpus):
     got = ids(run(stream, 2))
     assert sorted(got) == cols["task_index"][want].tolist()
     for tid in got:
-        task = corpus[tid]
+        task = tasks[tid]
         assert split_of(task.meta["seed"]) == "train" and task.n_covariates <= 6 and task.identifiable
         assert task.meta["graph_family"] == "erdos_renyi"
     held_out = TaskStream(corpus, 3, seed=0, split=["validation", "test"], drop_last=False)
@@ -372,7 +395,7 @@ def test_bucketing_raises_the_fill_ratio_and_the_unit_budget_holds(corpus):
     assert sum(sizes) == N_TASKS
 
 
-def test_subsampling_gives_a_fixed_n_of_real_units(corpus):
+def test_subsampling_gives_a_fixed_n_of_real_units(corpus, tasks):
     n_sub = 50
     def per_task(workers, epoch):
         s = TaskStream(corpus, 4, seed=3, subsample_units=n_sub, standardize=False, drop_last=False)
@@ -387,7 +410,7 @@ def test_subsampling_gives_a_fixed_n_of_real_units(corpus):
 
     e0 = per_task(0, 0)
     for tid, (n, x, y) in e0.items():
-        task = corpus[tid]
+        task = tasks[tid]
         assert n == min(task.n_units, n_sub)
         d = task.n_covariates
         rows = {r.tobytes(): k for k, r in enumerate(task.x)}
@@ -398,7 +421,7 @@ def test_subsampling_gives_a_fixed_n_of_real_units(corpus):
     assert all(np.array_equal(e0[t][1], e0_workers[t][1]) for t in e0)  # independent of the worker count
     e1 = per_task(0, 1)
     changed = sum(not np.array_equal(e0[t][1], e1[t][1]) for t in e0)
-    assert changed >= sum(1 for t in e0 if corpus[t].n_units > n_sub) // 2  # fresh units each epoch
+    assert changed >= sum(1 for t in e0 if tasks[t].n_units > n_sub) // 2  # fresh units each epoch
 
 
 # ----------------------------------------------------------------------------- reading
@@ -446,6 +469,24 @@ def test_remote_corpus_through_fsspec(corpus_path, corpus):
         assert run(make(remote)) == run(make(corpus))
     finally:
         fs.rm("/cina-test-data", recursive=True)
+
+
+def test_a_published_repository_streams_the_same_tasks(corpus_path, tasks, tmp_path):
+    """open_corpus hands a published repository (here its local folder; hf:// reads the same way)
+    to causalgen.hub; the stream plans on its columns and reads its packed shards."""
+    from causalgen.publish import publish
+
+    publish(str(corpus_path), str(tmp_path / "repo"), shard_size=10)
+    stream = TaskStream(str(tmp_path / "repo"), 4, seed=0, split="validation", drop_last=False, extras=("y0",))
+    want = [i for i, t in enumerate(tasks) if split_of(t.meta["seed"]) == "validation"]
+    got = {}
+    for b in TaskLoader(stream, num_workers=2):
+        for i, tid in enumerate(b["task_index"].tolist()):
+            n = int(b["unit_mask"][i].sum())
+            got[tid] = b["y0"][i, :n].numpy() * float(b["y_scale"][i]) + float(b["y_loc"][i])
+    assert sorted(got) == want
+    for tid, y0 in got.items():
+        np.testing.assert_allclose(y0, tasks[tid].y0, atol=1e-4)
 
 
 @pytest.mark.timeout(120)
