@@ -167,8 +167,13 @@ class TaskConfig:
     qc: QCConfig = field(default_factory=QCConfig)
     setoguchi: SetoguchiConfig = field(default_factory=SetoguchiConfig)
     #: units of the fresh interventional sample for the Monte-Carlo population ATE
-    #: (used only when no closed form exists)
+    #: (used only when no closed form exists): the most it may use, see below
     ate_mc_units: int = 4096
+    #: the Monte-Carlo sample grows in rounds of this many units until the
+    #: standard error of the ATE is <= ate_mc_tolerance (in units of Y, whose
+    #: control-world sd is ~1) or ate_mc_units is reached; 0 = always use all
+    ate_mc_tolerance: float = 0.01
+    ate_mc_round_units: int = 1024
     #: "auto": closed form where one exists, else Monte Carlo; "monte_carlo": always
     ate_method: str = "auto"
 
@@ -318,6 +323,13 @@ def validate(cfg: TaskConfig) -> TaskConfig:
     _check_range("n_units", cfg.n_units, low_bound=10, high_bound=10_000_000, integer=True)
     if isinstance(cfg.ate_mc_units, bool) or not isinstance(cfg.ate_mc_units, int) or cfg.ate_mc_units < 100:
         raise ConfigError(f"ate_mc_units: expected an integer >= 100, got {cfg.ate_mc_units!r}")
+
+    tol = cfg.ate_mc_tolerance
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol < float("inf"):
+        raise ConfigError(f"ate_mc_tolerance: expected a number >= 0, got {tol!r}")
+    rnd = cfg.ate_mc_round_units
+    if isinstance(rnd, bool) or not isinstance(rnd, int) or rnd < 100:
+        raise ConfigError(f"ate_mc_round_units: expected an integer >= 100, got {rnd!r}")
 
     if cfg.ate_method not in ("auto", "monte_carlo"):
         raise ConfigError(f"ate_method: expected 'auto' or 'monte_carlo', got {cfg.ate_method!r}")

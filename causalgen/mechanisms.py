@@ -1,18 +1,24 @@
-"""Mechanism families: parameter samplers (per task) and batched evaluators.
+"""Mechanism families: parameter layouts (drawn per task) and batched evaluators.
 
-A mechanism maps the values of a node's parents to its signal. Parameters are
-drawn per task with the task's own Generator (`draw_*`), then stacked into padded
-batch arrays; evaluators compute one node for many tasks and both potential-outcome
-worlds at once.
+A mechanism maps the values of a node's parents to its signal.
 
-Shapes in evaluators: W = 2 worlds (do(T=0), do(T=1)), B = tasks in the batch,
-S = parent slots (padded with a zero-valued dummy parent), N = units (padded).
-``parents`` is (W, B, S, N) float32 and the result (W, B, N) float32.
+Parameters. Each task draws one block of float32 uniforms per family it uses
+(`layout` says what is in it); `params_from_uniforms` turns the stacked blocks of
+many tasks into parameter arrays with a leading (B, J, S) = (tasks, nodes, parent
+slots). S is fixed per config (the largest possible in-degree, J_max - 1), so a
+task's parameters never depend on the rest of its batch; scales that depend on
+the task's own largest in-degree (``n_slots``) are applied per task. Normal
+parameters come from Box-Muller on the block's second part (noise.py).
 
-Batch invariance: results for one task never depend on the other tasks in the
-batch, bit for bit. Elementwise work is accumulated over slots in a fixed order
-(padded slots add exact zeros); matrix products run per task on the task's own
-number of parents (`n_parents`), so BLAS sees identical shapes batched or not.
+Evaluation. Evaluators work on "rows": one row is one (task, world) pair of the
+node being simulated, so nodes whose value is the same in both worlds are
+computed once. ``parents`` is (R, S, N) float32 (padded slots hold the zero
+dummy node), per-row parameters are (R, ...), the result is (R, N) float32.
+
+Batch invariance: results for one row never depend on the other rows, bit for
+bit. Elementwise work is accumulated over slots in a fixed order (padded slots
+add exact zeros); matrix products run per row on the task's own number of
+parents (`n_parents`), so BLAS sees identical shapes batched or not.
 """
 
 from __future__ import annotations
@@ -36,95 +42,148 @@ def normals(rng: np.random.Generator, shape) -> np.ndarray:
 # ------------------------------------------------------------------ activations
 
 
-def activate(a: np.ndarray, code: int) -> np.ndarray:
+def activate(a: np.ndarray, code: int, out: np.ndarray | None = None) -> np.ndarray:
     """Apply activation ACTIVATIONS[code] (float32 in, float32 out)."""
     name = ACTIVATIONS[code]
+    if out is None:
+        out = np.empty_like(a)
     if name == "tanh":
-        return np.tanh(a)
+        return np.tanh(a, out=out)
     if name == "relu":
-        return np.maximum(a, F32(0.0))
+        return np.maximum(a, F32(0.0), out=out)
     if name == "sigmoid":
-        return F32(1.0) / (F32(1.0) + np.exp(-a))
+        np.negative(a, out=out)
+        with np.errstate(over="ignore"):  # exp(-a) = inf gives sigmoid 0, as it should
+            np.exp(out, out=out)
+        out += F32(1.0)
+        return np.reciprocal(out, out=out)
     if name == "square":
-        return a * a
+        return np.multiply(a, a, out=out)
     if name == "sin":
-        return np.sin(a)
-    return a  # identity
-
-
-def activate_per_task(a: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """a: (W, B, ...) pre-activations; codes: (B,) activation per task."""
-    unique = np.unique(codes)
-    if len(unique) == 1:
-        return activate(a, int(unique[0]))
-    out = np.empty_like(a)
-    for code in unique:
-        sel = codes == code
-        out[:, sel] = activate(a[:, sel], int(code))
+        return np.sin(a, out=out)
+    out[...] = a  # identity
     return out
 
 
-# ------------------------------------------------------------------ samplers
-# Each returns a dict of float32 arrays with a leading (J, S) = (nodes, parent
-# slots) for ONE task; S is that task's maximum in-degree.
+def activate_rows(a: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """a: (R, ...) pre-activations; codes: (R,) activation per row. In place."""
+    unique = np.unique(codes)
+    if len(unique) == 1:
+        return activate(a, int(unique[0]), out=a)
+    for code in unique:
+        sel = codes == code
+        a[sel] = activate(a[sel], int(code))
+    return a
 
 
-def draw_linear(rng, n_nodes, n_slots, cfg) -> dict:
-    lo, hi = cfg.mechanism.linear_weight
-    u = uniforms(rng, (2, n_nodes, n_slots))
-    sign = np.where(u[0] < 0.5, F32(-1.0), F32(1.0))
-    return {"w": (sign * (F32(lo) + F32(hi - lo) * u[1])).astype(F32)}
+# ------------------------------------------------------------------ layouts
+# A family's per-task block: uniform parameters first, then normal ones; each
+# entry is (name, shape). Shapes use J = nodes and S = parent slots of the config.
 
 
-def draw_mlp(rng, n_nodes, n_slots, cfg) -> dict:
-    hidden = cfg.mechanism.mlp_hidden
-    acts = [ACTIVATIONS.index(a) for a in cfg.mechanism.mlp_activations]
-    act = np.array(acts, dtype=np.int8)[rng.integers(0, len(acts), n_nodes)]
-    scale = F32(1.0 / np.sqrt(max(n_slots, 1)))
-    if hidden == 0:
-        return {"w": normals(rng, (n_nodes, n_slots)) * scale, "bias": normals(rng, (n_nodes,)) * F32(0.5), "act": act}
-    return {
-        "w1": normals(rng, (n_nodes, n_slots, hidden)) * scale,
-        "b1": normals(rng, (n_nodes, hidden)) * F32(0.5),
-        "w2": normals(rng, (n_nodes, hidden)) * F32(1.0 / np.sqrt(hidden)),
-        "act": act,
-    }
+def layout(name: str, n_nodes: int, n_slots: int, cfg) -> tuple[list, list]:
+    """(uniform entries, normal entries) of family `name`'s per-task block."""
+    m = cfg.mechanism
+    j, s = n_nodes, n_slots
+    if name == "linear":
+        return [("sign", (j, s)), ("magnitude", (j, s))], []
+    if name == "mlp":
+        if m.mlp_hidden == 0:
+            return [("act", (j,))], [("w", (j, s)), ("bias", (j,))]
+        h = m.mlp_hidden
+        return [("act", (j,))], [("w1", (j, s, h)), ("b1", (j, h)), ("w2", (j, h))]
+    if name == "rff":
+        k = m.rff_features
+        return [("lengthscale", (j,)), ("phase", (j, k))], [("omega", (j, s, k)), ("amp", (j, k))]
+    if name == "poly":
+        return [], [("w", (j, s)), ("quad", (j, s, s))]
+    if name == "common":  # every task: heteroscedastic-noise and effect-modifier weights
+        return [], [("hetero_w", (j, s)), ("mod_w", (s,))]
+    raise KeyError(name)
 
 
-def draw_rff(rng, n_nodes, n_slots, cfg) -> dict:
-    k = cfg.mechanism.rff_features
-    lo, hi = cfg.mechanism.rff_lengthscale
-    lengthscale = F32(lo) + F32(hi - lo) * uniforms(rng, (n_nodes,))
-    return {
-        "omega": normals(rng, (n_nodes, n_slots, k)) / lengthscale[:, None, None],
-        "phase": uniforms(rng, (n_nodes, k)) * F32(2.0 * np.pi),
-        "amp": normals(rng, (n_nodes, k)) * F32(np.sqrt(2.0 / k)),
-        "lengthscale": lengthscale,
-    }
+def block_size(name: str, n_nodes: int, n_slots: int, cfg) -> tuple[int, int]:
+    """(uniforms, normals) in a block; the normal part is even (Box-Muller pairs)."""
+    uni, nor = layout(name, n_nodes, n_slots, cfg)
+    nu = sum(int(np.prod(shape)) for _, shape in uni)
+    nn = sum(int(np.prod(shape)) for _, shape in nor)
+    return nu, nn + (nn % 2)
 
 
-def draw_poly(rng, n_nodes, n_slots, cfg) -> dict:
-    scale = F32(1.0 / max(n_slots, 1))
-    quad = normals(rng, (n_nodes, n_slots, n_slots)) * scale
-    quad = np.triu(quad)  # each product x_s x_r (s <= r) once
-    return {"w": normals(rng, (n_nodes, n_slots)), "quad": quad.astype(F32)}
+def _split(block: np.ndarray, entries, start: int) -> dict:
+    out, pos = {}, start
+    for key, shape in entries:
+        size = int(np.prod(shape))
+        out[key] = block[:, pos : pos + size].reshape((block.shape[0],) + shape)
+        pos += size
+    return out
 
 
-DRAW = {"linear": draw_linear, "mlp": draw_mlp, "rff": draw_rff, "poly": draw_poly}
-assert tuple(DRAW) == MECHANISMS
+def params_from_uniforms(name: str, block: np.ndarray, n_slots: np.ndarray, n_nodes: int, cfg) -> dict:
+    """Parameters of family `name` for a stack of tasks.
+
+    block: (B, nu + nn) float32 uniforms in (0, 1) laid out as `block_size`;
+    n_slots: (B,) each task's largest in-degree (sets weight scales).
+    Returns name -> (B, J, ...) float32 arrays (int8 for activation codes).
+    """
+    s_cfg = max(n_nodes - 1, 1)
+    uni, nor = layout(name, n_nodes, s_cfg, cfg)
+    nu, _ = block_size(name, n_nodes, s_cfg, cfg)
+    u = _split(block, uni, 0)
+    z = _split(gaussian_from_uniforms(block[:, nu:]), nor, 0) if nor else {}
+    per_task = np.maximum(np.asarray(n_slots), 1).astype(np.float64)
+    m = cfg.mechanism
+
+    def scale(x, factor):  # per-task factor (B,) broadcast over the trailing axes
+        return (x * factor.astype(F32).reshape((-1,) + (1,) * (x.ndim - 1))).astype(F32)
+
+    if name == "linear":
+        lo, hi = m.linear_weight
+        sign = np.where(u["sign"] < 0.5, F32(-1.0), F32(1.0))
+        return {"w": (sign * (F32(lo) + F32(hi - lo) * u["magnitude"])).astype(F32)}
+    if name == "mlp":
+        acts = np.array([ACTIVATIONS.index(a) for a in m.mlp_activations], dtype=np.int8)
+        act = acts[np.minimum((u["act"] * len(acts)).astype(np.int64), len(acts) - 1)]
+        inv_sqrt = 1.0 / np.sqrt(per_task)
+        if m.mlp_hidden == 0:
+            return {"w": scale(z["w"], inv_sqrt), "bias": z["bias"] * F32(0.5), "act": act}
+        return {
+            "w1": scale(z["w1"], inv_sqrt),
+            "b1": z["b1"] * F32(0.5),
+            "w2": z["w2"] * F32(1.0 / np.sqrt(m.mlp_hidden)),
+            "act": act,
+        }
+    if name == "rff":
+        k = m.rff_features
+        lo, hi = m.rff_lengthscale
+        lengthscale = F32(lo) + F32(hi - lo) * u["lengthscale"]
+        return {
+            "omega": z["omega"] / lengthscale[:, :, None, None],
+            "phase": u["phase"] * F32(2.0 * np.pi),
+            "amp": z["amp"] * F32(np.sqrt(2.0 / k)),
+            "lengthscale": lengthscale,
+        }
+    if name == "poly":
+        quad = np.triu(scale(z["quad"], 1.0 / per_task))  # each product x_s x_r (s <= r) once
+        return {"w": z["w"], "quad": quad}
+    if name == "common":
+        return {"hetero_w": scale(z["hetero_w"], 1.0 / np.sqrt(per_task)), "mod_w": z["mod_w"]}
+    raise KeyError(name)
 
 
 # ------------------------------------------------------------------ evaluators
 
 
 def weighted_sum(parents: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """sum_s w[b, s] * parents[:, b, s, :] accumulated in slot order.
+    """sum_s w[r, s] * parents[r, s, :] accumulated in slot order.
 
-    parents: (W, B, S, N); w: (B, S). Returns (W, B, N).
+    parents: (R, S, N); w: (R, S') with S' >= S (extra slots ignored). Returns (R, N).
     """
-    out = parents[:, :, 0] * w[None, :, 0, None]
-    for s in range(1, parents.shape[2]):
-        out += parents[:, :, s] * w[None, :, s, None]
+    out = parents[:, 0] * w[:, 0, None]
+    tmp = np.empty_like(out)
+    for s in range(1, parents.shape[1]):
+        np.multiply(parents[:, s], w[:, s, None], out=tmp)
+        out += tmp
     return out
 
 
@@ -135,39 +194,51 @@ def eval_linear(parents, p, n_parents):
 def eval_poly(parents, p, n_parents):
     out = weighted_sum(parents, p["w"])
     quad = p["quad"]
-    n_slots = parents.shape[2]
+    tmp = np.empty_like(out)
+    n_slots = parents.shape[1]
     for s in range(n_slots):
         for r in range(s, n_slots):
-            out += (parents[:, :, s] * parents[:, :, r]) * quad[None, :, s, r, None]
+            np.multiply(parents[:, s], parents[:, r], out=tmp)
+            tmp *= quad[:, s, r, None]
+            out += tmp
+    return out
+
+
+def _with_ones(x: np.ndarray) -> np.ndarray:
+    """(s, N) -> (s + 1, N) with a row of ones (folds a bias into a matmul)."""
+    out = np.empty((x.shape[0] + 1, x.shape[1]), dtype=F32)
+    out[:-1] = x
+    out[-1] = 1.0
     return out
 
 
 def eval_mlp(parents, p, n_parents):
     if "w" in p:  # one layer: act(w . parents + bias)
-        a = weighted_sum(parents, p["w"]) + p["bias"][None, :, None]
-        return activate_per_task(a, p["act"])
-    n_worlds, n_tasks, _, n_units = parents.shape
-    out = np.empty((n_worlds, n_tasks, n_units), dtype=F32)
-    for b in range(n_tasks):
-        s = int(n_parents[b])
-        x = np.ascontiguousarray(parents[:, b, :s].transpose(0, 2, 1))  # (W, N, s)
-        h = activate(x @ p["w1"][b, :s] + p["b1"][b], int(p["act"][b]))  # (W, N, H)
-        out[:, b] = h @ p["w2"][b]
+        a = weighted_sum(parents, p["w"])
+        a += p["bias"][:, None]
+        return activate_rows(a, p["act"])
+    n_rows, _, n_units = parents.shape
+    out = np.empty((n_rows, n_units), dtype=F32)
+    for r in range(n_rows):
+        s = int(n_parents[r])
+        w1 = np.concatenate([p["w1"][r, :s], p["b1"][r, None]]).T  # (H, s + 1)
+        h = w1 @ _with_ones(parents[r, :s])  # (H, N)
+        activate(h, int(p["act"][r]), out=h)
+        out[r] = p["w2"][r] @ h
     return out
 
 
 def eval_rff(parents, p, n_parents):
     """sqrt(2/K) sum_k a_k cos(omega_k . x / l + phase_k): a draw from a GP with
     an RBF kernel of lengthscale l, approximately."""
-    n_worlds, n_tasks, _, n_units = parents.shape
-    out = np.empty((n_worlds, n_tasks, n_units), dtype=F32)
-    for b in range(n_tasks):
-        s = int(n_parents[b])
-        x = np.ascontiguousarray(parents[:, b, :s].transpose(0, 2, 1))  # (W, N, s)
-        z = x @ p["omega"][b, :s]  # (W, N, K)
-        z += p["phase"][b]
+    n_rows, _, n_units = parents.shape
+    out = np.empty((n_rows, n_units), dtype=F32)
+    for r in range(n_rows):
+        s = int(n_parents[r])
+        omega = np.concatenate([p["omega"][r, :s], p["phase"][r, None]]).T  # (K, s + 1)
+        z = omega @ _with_ones(parents[r, :s])  # (K, N)
         np.cos(z, out=z)
-        out[:, b] = z @ p["amp"][b]
+        out[r] = p["amp"][r] @ z
     return out
 
 

@@ -17,35 +17,73 @@ from .config import NOISE_FAMILIES
 
 F32 = np.float32
 _TWO_PI = F32(2.0 * np.pi)
-# Uniforms are k * 2**-24 in [0, 1); shifting by half a step keeps log() finite.
-_HALF_STEP = F32(2.0**-25)
+#: rows transformed at a time: keeps Box-Muller's temporaries in cache
+_CHUNK = 1 << 14
+
+
+def uniform_bits(rng: np.random.Generator, count: int) -> np.ndarray:
+    """`count` random uint32 words, straight from the bit generator.
+
+    ``Generator.random(dtype=float32)`` builds each float32 from one uint32 in
+    a per-element loop; taking the raw 64-bit output and converting it with
+    numpy is about twice as fast, so the sampler draws bits and converts them
+    in bulk (`uniforms_from_bits`). Odd counts draw one word extra.
+    """
+    return rng.bit_generator.random_raw((count + 1) // 2).view(np.uint32)[:count]
+
+
+def uniforms_from_bits(bits: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """float32 uniforms (k + 1/2) 2**-23 from the top 23 bits k of each word.
+
+    Every value is exact in float32 and lies in [2**-24, 1 - 2**-24]: never 0
+    or 1, so log(u) and log(1 - u) stay finite. Built with integer ops: k as the
+    mantissa of a float in [1, 2), minus (1 - 2**-24), which is exact.
+    out may be ``bits.view(np.float32)`` (in place).
+    """
+    if out is None:
+        out = np.empty(bits.shape, dtype=F32)
+    m = out.view(np.uint32)
+    np.right_shift(bits, np.uint32(9), out=m)
+    np.bitwise_or(m, np.uint32(0x3F800000), out=m)
+    out -= F32(1.0 - 2.0**-24)
+    return out
 
 
 def uniforms(rng: np.random.Generator, shape) -> np.ndarray:
     """float32 uniforms in (0, 1) (never exactly 0 or 1), shape `shape`."""
-    u = rng.random(shape, dtype=F32)
-    u += _HALF_STEP
-    return u
+    count = int(np.prod(shape))
+    return uniforms_from_bits(uniform_bits(rng, count)).reshape(shape)
 
 
-def gaussian_from_uniforms(u: np.ndarray) -> np.ndarray:
+def gaussian_from_uniforms(u: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Standard normals from uniforms in (0, 1) via Box-Muller.
 
     u: (..., M) with M even. Returns (..., M): the first half of the last axis is
     r cos(theta), the second half r sin(theta), using u[..., :M/2] for the radius
-    and u[..., M/2:] for the angle.
+    and u[..., M/2:] for the angle. `out` may be `u` itself (in place).
     """
     m = u.shape[-1]
     if m % 2:
         raise ValueError(f"gaussian_from_uniforms needs an even last axis, got {m}")
     h = m // 2
-    r = np.sqrt(F32(-2.0) * np.log(u[..., :h]))
-    theta = _TWO_PI * u[..., h:]
-    out = np.empty(u.shape, dtype=F32)
-    np.cos(theta, out=out[..., :h])
-    np.sin(theta, out=out[..., h:])
-    out[..., :h] *= r
-    out[..., h:] *= r
+    if out is None:
+        out = np.empty(u.shape, dtype=F32)
+    if u.ndim == 1:
+        return gaussian_from_uniforms(u[None], out[None])[0]
+    # chunks along the first axis (views, so strided inputs work in place)
+    step = max(1, _CHUNK // (u[0].size or 1))
+    r = np.empty((min(step, len(u)),) + u.shape[1:-1] + (h,), dtype=F32)
+    for start in range(0, len(u), step):
+        ui, oi = u[start : start + step], out[start : start + step]
+        ri = r[: len(ui)]
+        np.log(ui[..., :h], out=ri)
+        ri *= F32(-2.0)
+        np.sqrt(ri, out=ri)
+        np.multiply(ui[..., h:], _TWO_PI, out=oi[..., h:])  # theta (the radius half is consumed)
+        np.cos(oi[..., h:], out=oi[..., :h])
+        np.sin(oi[..., h:], out=oi[..., h:])
+        oi[..., :h] *= ri
+        oi[..., h:] *= ri
     return out
 
 

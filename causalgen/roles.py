@@ -39,23 +39,161 @@ class RoleAssignment:
     zero_effect: bool
 
 
-def _pick(mask: np.ndarray, u: float) -> int:
-    """The floor(u * count)-th True index of mask (u in [0, 1))."""
-    idx = np.flatnonzero(mask)
-    return int(idx[min(int(u * len(idx)), len(idx) - 1)])
+@dataclass
+class BatchRoles:
+    """Roles of B padded graphs (see `RoleAssignment`; padded nodes are never
+    selected). ``valid[b]`` is False where no (T, Y) pair exists; the other
+    fields of such a task are meaningless.
+
+    treatment, outcome: (B,) int; adjacency: (B, J, J); roles: (B, J) int8;
+    observed: (B, J) bool covariate nodes; needed, ancestors_of_outcome,
+    descendants_of_treatment: (B, J) bool; identifiable: (B,) bool;
+    adjustment_sets: one list (or None) per task.
+    """
+
+    valid: np.ndarray
+    treatment: np.ndarray
+    outcome: np.ndarray
+    adjacency: np.ndarray
+    roles: np.ndarray
+    observed: np.ndarray
+    needed: np.ndarray
+    ancestors_of_outcome: np.ndarray
+    descendants_of_treatment: np.ndarray
+    identifiable: np.ndarray
+    adjustment_sets: list
+    zero_effect: np.ndarray
+
+    def task(self, b: int) -> RoleAssignment:
+        return RoleAssignment(
+            treatment=int(self.treatment[b]),
+            outcome=int(self.outcome[b]),
+            adjacency=self.adjacency[b],
+            roles=self.roles[b],
+            covariate_nodes=np.flatnonzero(self.observed[b]).astype(np.int32),
+            needed=self.needed[b],
+            ancestors_of_outcome=self.ancestors_of_outcome[b],
+            identifiable=bool(self.identifiable[b]),
+            adjustment_set=self.adjustment_sets[b],
+            zero_effect=bool(self.zero_effect[b]),
+        )
 
 
-def choose_treatment(adj: np.ndarray, reach: np.ndarray, u: float) -> int | None:
-    """A node with at least one descendant, preferring nodes that also have a
-    parent (so that confounding is possible). None if the graph has no edge."""
-    has_child = reach.any(axis=1)
-    has_parent = adj.any(axis=0)
+def _pick(mask: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Per row b: the floor(u[b] * count)-th True index of mask[b] (u in [0, 1)).
+    mask: (B, J) with at least one True per row that matters; u: (B,)."""
+    count = mask.sum(axis=1)
+    r = np.minimum((u * count).astype(np.int64), count - 1)
+    return np.argmax(mask & (np.cumsum(mask, axis=1) == (r + 1)[:, None]), axis=1)
+
+
+def choose_treatment(adj: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per graph (B, J, J): a node with at least one child, preferring nodes
+    that also have a parent (so that confounding is possible).
+    Returns (treatment (B,), found (B,) bool); found is False without edges."""
+    has_child = adj.any(axis=2)
+    has_parent = adj.any(axis=1)
     preferred = has_child & has_parent
-    if preferred.any():
-        return _pick(preferred, u)
-    if has_child.any():
-        return _pick(has_child, u)
-    return None
+    pool = np.where(preferred.any(axis=1)[:, None], preferred, has_child)
+    return _pick(pool, u), has_child.any(axis=1)
+
+
+def assign_roles_batch(
+    adj: np.ndarray,
+    n_nodes: np.ndarray,
+    u_treatment: np.ndarray,
+    u_outcome: np.ndarray,
+    zero_effect: np.ndarray,
+    hidden_u: np.ndarray,
+    hidden_fraction: np.ndarray,
+    treatment: int | None = None,
+    outcome: int | None = None,
+) -> BatchRoles:
+    """Roles for B padded graphs at once.
+
+    adj: (B, J, J) bool; n_nodes: (B,) real node count per graph; u_treatment,
+    u_outcome: (B,) uniforms choosing T and Y; zero_effect: (B,) bool; hidden_u:
+    (B, J) uniforms, a confounder is hidden iff hidden_u < hidden_fraction (B,).
+    treatment/outcome fix the nodes instead (fixed graphs).
+    """
+    n_tasks, size, _ = adj.shape
+    rows = np.arange(n_tasks)
+    own = np.arange(size)[None, :] < np.asarray(n_nodes)[:, None]
+    adj = adj.copy()
+    if treatment is not None:
+        t = np.full(n_tasks, treatment)
+        valid = np.ones(n_tasks, dtype=bool)
+    else:
+        t, valid = choose_treatment(adj, u_treatment)
+    reach = reachability(adj)
+    desc = reach[rows, t]
+    if outcome is not None:
+        y = np.full(n_tasks, outcome)
+        valid &= y > t
+    else:
+        valid &= desc.any(axis=1)
+        y = _pick(desc | ~valid[:, None], u_outcome)
+    zero_effect = np.asarray(zero_effect, dtype=bool)
+
+    # Zero effect: cut every edge into Y from T or its descendants (no directed
+    # path T -> Y). Otherwise add T -> Y, so the effect-size dial always acts.
+    desc_or_t = desc.copy()
+    desc_or_t[rows, t] = True
+    into_y = adj[rows, :, y]
+    adj[rows, :, y] = np.where(zero_effect[:, None], into_y & ~desc_or_t, into_y)
+    adj[rows, t, y] |= ~zero_effect
+    reach = reachability(adj)
+
+    desc_t = reach[rows, t]
+    anc_y = reach[rows, :, y]
+    anc_t = reach[rows, :, t]
+    # Ancestors of Y through paths that avoid T: drop T's out-edges.
+    adj_no_t = adj.copy()
+    adj_no_t[rows, t, :] = False
+    anc_y_avoiding_t = reachability(adj_no_t)[rows, :, y]
+
+    # Descendants of Y are post-treatment too: in a zero-effect task they need not
+    # descend from T, but they would still leak the outcome into x.
+    post = (desc_t | reach[rows, y]) & own
+    pre = ~post & own
+    pre[rows, t] = False
+    pre[rows, y] = False
+    confounder = pre & anc_t & anc_y_avoiding_t
+    instrument = pre & anc_t & ~anc_y_avoiding_t
+    hidden = confounder & (hidden_u < np.asarray(hidden_fraction)[:, None])
+    mediator = desc_t & anc_y
+    roles = np.full((n_tasks, size), Role.COVARIATE, dtype=np.int8)
+    roles[instrument] = Role.INSTRUMENT
+    roles[hidden] = Role.HIDDEN_CONFOUNDER
+    roles[post] = Role.POST_TREATMENT
+    roles[mediator] = Role.MEDIATOR
+    roles[rows, t] = Role.TREATMENT
+    roles[rows, y] = Role.OUTCOME
+
+    observed = pre & ~hidden
+    needed = pre | mediator
+    needed[rows, t] = True
+    needed[rows, y] = True
+
+    adjustment_sets = []
+    any_hidden = hidden.any(axis=1)
+    for b in range(n_tasks):
+        if not valid[b]:
+            adjustment_sets.append(None)
+        elif any_hidden[b]:
+            adjustment_sets.append(
+                backdoor_adjustment_set(adj[b], int(t[b]), int(y[b]), observed[b], desc_t[b])
+            )
+        else:
+            # With every pre-treatment node observed, the parents of T block every
+            # back-door path.
+            adjustment_sets.append(np.flatnonzero(adj[b, :, t[b]]).tolist())
+    identifiable = np.array([a is not None for a in adjustment_sets], dtype=bool)
+    return BatchRoles(
+        valid=valid, treatment=t, outcome=y, adjacency=adj, roles=roles, observed=observed,
+        needed=needed, ancestors_of_outcome=anc_y, descendants_of_treatment=desc_t,
+        identifiable=identifiable, adjustment_sets=adjustment_sets, zero_effect=zero_effect,
+    )
 
 
 def assign_roles(
@@ -68,85 +206,14 @@ def assign_roles(
     treatment: int | None = None,
     outcome: int | None = None,
 ) -> RoleAssignment | None:
-    """Roles for one graph, or None if no valid (T, Y) pair exists.
-
-    u_treatment, u_outcome: uniforms choosing T and Y; hidden_u: (J,) uniforms,
-    a confounder is hidden iff hidden_u < hidden_fraction. treatment/outcome fix
-    the nodes instead (fixed graphs).
-    """
-    adj = adj.copy()
+    """Roles for one graph, or None if no valid (T, Y) pair exists (see
+    `assign_roles_batch`)."""
     n = adj.shape[0]
-    reach = reachability(adj)
-    t = treatment if treatment is not None else choose_treatment(adj, reach, u_treatment)
-    if t is None:
-        return None
-    if outcome is not None:
-        y = outcome
-        if y <= t:
-            return None
-    else:
-        desc = reach[t].copy()
-        if not desc.any():
-            return None
-        y = _pick(desc, u_outcome)
-
-    if zero_effect:
-        # Cut every edge into Y from T or its descendants: no directed path T -> Y.
-        desc_or_t = reach[t].copy()
-        desc_or_t[t] = True
-        adj[desc_or_t, y] = False
-    else:
-        adj[t, y] = True  # a direct effect, so the effect-size dial always acts
-    reach = reachability(adj)
-
-    desc_t = reach[t].copy()
-    anc_y = reach[:, y].copy()
-    anc_t = reach[:, t].copy()
-    # Ancestors of Y through paths that avoid T: drop T's out-edges.
-    adj_no_t = adj.copy()
-    adj_no_t[t, :] = False
-    anc_y_avoiding_t = reachability(adj_no_t)[:, y]
-
-    roles = np.full(n, Role.COVARIATE, dtype=np.int8)
-    # Descendants of Y are post-treatment too: in a zero-effect task they need not
-    # descend from T, but they would still leak the outcome into x.
-    post = desc_t | reach[y]
-    pre = ~post
-    pre[[t, y]] = False
-    confounder = pre & anc_t & anc_y_avoiding_t
-    instrument = pre & anc_t & ~anc_y_avoiding_t
-    hidden = confounder & (hidden_u[:n] < hidden_fraction)
-    roles[instrument] = Role.INSTRUMENT
-    roles[hidden] = Role.HIDDEN_CONFOUNDER
-    roles[post] = Role.POST_TREATMENT
-    roles[desc_t & anc_y] = Role.MEDIATOR
-    roles[t] = Role.TREATMENT
-    roles[y] = Role.OUTCOME
-
-    observed_pre = pre & ~hidden
-    covariate_nodes = np.flatnonzero(observed_pre).astype(np.int32)
-    needed = pre.copy()
-    needed[[t, y]] = True
-    needed |= desc_t & anc_y
-
-    if hidden.any():
-        adjustment = backdoor_adjustment_set(adj, t, y, observed_pre, desc_t)
-    else:
-        # With every pre-treatment node observed, the parents of T block every
-        # back-door path.
-        adjustment = np.flatnonzero(adj[:, t]).tolist()
-    return RoleAssignment(
-        treatment=t,
-        outcome=y,
-        adjacency=adj,
-        roles=roles,
-        covariate_nodes=covariate_nodes,
-        needed=needed,
-        ancestors_of_outcome=anc_y,
-        identifiable=adjustment is not None,
-        adjustment_set=adjustment,
-        zero_effect=zero_effect,
+    batch = assign_roles_batch(
+        adj[None], np.array([n]), np.array([u_treatment]), np.array([u_outcome]), np.array([zero_effect]),
+        np.asarray(hidden_u, dtype=np.float64)[None, :n], np.array([hidden_fraction]), treatment, outcome,
     )
+    return batch.task(0) if batch.valid[0] else None
 
 
 def backdoor_adjustment_set(

@@ -4,7 +4,9 @@
 ancestral sampling over the nodes in topological order for every task and both
 potential-outcome worlds, do(T=0) and do(T=1), sharing the exogenous noise; the
 factual world is ``where(t, world1, world0)`` node by node, so it is never
-simulated separately and ``y == where(t, y1, y0)`` holds exactly.
+simulated separately and ``y == where(t, y1, y0)`` holds exactly. A node that
+does not descend from T has the same value in both worlds: it is computed once
+and copied.
 
 Node model (every value float32, parents standardised):
     root:       x = eps                                   (unit-variance noise)
@@ -20,6 +22,10 @@ Node model (every value float32, parents standardised):
 `standardise` uses the mean and std of the task's own factual sample
 ("calibrate" mode); the constants are kept and reused unchanged for fresh
 interventional samples ("apply" mode), so both describe one fixed SCM.
+
+Work is organised in rows: at node j, one row per (task, world) that needs
+computing, gathered into (R, S, N) parent arrays so one numpy call serves every
+task of the batch (mechanisms.py).
 """
 
 from __future__ import annotations
@@ -43,7 +49,8 @@ class BatchSCM:
 
     kind: (B, J) int8 node kind (SKIP for padding and for nodes never needed).
     slots: (B, J, S) int64 parent ids; padding points at the dummy node J (value 0).
-    n_parents: (B, J) int number of real parent slots.
+    n_parents: (B, J) number of real parent slots; n_slots: (B,) the task's
+        largest in-degree (it sets weight scales).
     family: (B, J) int8 index into MECHANISMS (score family for the treatment).
     params: family name -> parameter name -> array (B, J, ...).
     noise_scale: (B, J) sigma; hetero: (B, J) bool; hetero_w: (B, J, S);
@@ -53,16 +60,18 @@ class BatchSCM:
     tau, eta: (B,) effect size and heterogeneity; mod_w: (B, S) modifier weights on
     the outcome's slots; mod_tanh: (B,) bool nonlinear modifier.
     treatment, outcome: (B,) node ids.
+    two_worlds: (B, J) bool computed nodes that descend from T (differ between worlds).
     """
 
     kind: np.ndarray
     slots: np.ndarray
     n_parents: np.ndarray
+    n_slots: np.ndarray
     family: np.ndarray
     params: dict
     noise_scale: np.ndarray
     hetero: np.ndarray
-    hetero_w: np.ndarray
+    hetero_w: np.ndarray | None
     pnl: np.ndarray
     pnl_c: np.ndarray
     strength: np.ndarray
@@ -70,10 +79,11 @@ class BatchSCM:
     clip: float
     tau: np.ndarray
     eta: np.ndarray
-    mod_w: np.ndarray
+    mod_w: np.ndarray | None
     mod_tanh: np.ndarray
     treatment: np.ndarray
     outcome: np.ndarray
+    two_worlds: np.ndarray
 
     @property
     def n_tasks(self) -> int:
@@ -92,6 +102,20 @@ class Calibration:
     std: dict = field(default_factory=dict)
     offset: np.ndarray | None = None
 
+    @classmethod
+    def empty(cls, n_tasks: int, n_nodes: int) -> "Calibration":
+        cal = cls(offset=np.zeros(n_tasks, F32))
+        for key in ("sig", "raw", "h"):
+            cal.mean[key] = np.zeros((n_tasks, n_nodes), F32)
+            cal.std[key] = np.ones((n_tasks, n_nodes), F32)
+        return cal
+
+    def take(self, idx) -> "Calibration":
+        return Calibration(
+            mean={k: v[idx] for k, v in self.mean.items()}, std={k: v[idx] for k, v in self.std.items()},
+            offset=self.offset[idx],
+        )
+
 
 @dataclass
 class Simulation:
@@ -103,62 +127,145 @@ class Simulation:
     propensity: np.ndarray
 
 
-def _masked_stats(f: np.ndarray, mask: np.ndarray, n: np.ndarray):
-    """Mean and std over the real units. f, mask: (b, N); n: (b,)."""
-    mean = (f * mask).sum(-1) / n
-    c = (f - mean[:, None]) * mask
-    std = np.sqrt((c * c).sum(-1) / n)
+def masked_stats(f: np.ndarray, mask: np.ndarray, n: np.ndarray):
+    """Mean and std over the real units. f, mask: (b, N); n: (b,) float32."""
+    mean = np.einsum("bn,bn->b", f, mask) / n
+    c = f - mean[:, None]
+    c *= mask
+    std = np.sqrt(np.einsum("bn,bn->b", c, c) / n)
     # A (numerically) constant signal carries no information: map it to 0.
     std = np.where(std > F32(1e-6), std, F32(1.0)).astype(F32)
     return mean.astype(F32), std
 
 
+def sigmoid(a):
+    """1 / (1 + exp(-a)), float32; exp overflows harmlessly to inf (-> 0)."""
+    out = np.negative(a)
+    with np.errstate(over="ignore"):
+        np.exp(out, out=out)
+    out += F32(1.0)
+    return np.reciprocal(out, out=out)
+
+
+#: float32 propensities stay strictly inside (0, 1): sigmoid rounds to exactly
+#: 1.0 (or underflows to 0.0) for |logit| beyond ~17 (~88); the clamp moves such
+#: values by less than float32 resolution.
+_E_LOW, _E_HIGH = np.finfo(F32).tiny, F32(1.0) - F32(2.0**-24)
+
+
+def calibrate_offset(score, strength, share, mask, n, tol=1e-5, max_iter=10):
+    """Offset o with mean_i sigmoid(strength * score_i + o) = share over the
+    real units, by Newton's method per task until |mean - share| < tol.
+
+    score, mask: (b, N); strength, share, n: (b,) float32. With q_i = exp(-a_i)
+    computed once, each step is exp-free: sigmoid(a + o) = 1 / (1 + q e^-o).
+    Padded units get q = inf (sigmoid 0), so no mask is needed inside the loop.
+    Each task stops on its own residual, so batching changes nothing.
+    """
+    a = strength[:, None] * score
+    np.clip(a, F32(-80.0), F32(80.0), out=a)  # beyond this sigmoid is saturated anyway
+    q = np.exp(np.negative(a, out=a), out=a)
+    q[mask == 0] = np.inf
+    o = np.log(share / (F32(1.0) - share)).astype(F32)
+    active = np.arange(len(o))
+    for _ in range(max_iter):
+        qa = q if len(active) == len(o) else q[active]
+        p = qa * np.exp(-o[active])[:, None]
+        p += F32(1.0)
+        np.reciprocal(p, out=p)
+        s1 = p.sum(axis=1)
+        s2 = np.einsum("bn,bn->b", p, p)
+        g = s1 / n[active] - share[active]
+        dg = (s1 - s2) / n[active]
+        o[active] = np.clip(o[active] - g / np.maximum(dg, F32(1e-6)), F32(-80.0), F32(80.0))
+        active = active[np.abs(g) >= tol]
+        if len(active) == 0:
+            break
+    return o
+
+
+def propensity(score, strength, offset, clip):
+    """e = clip(sigmoid(strength * score + offset)); score (b, N)."""
+    a = strength[:, None] * score
+    a += offset[:, None]
+    e = sigmoid(a)
+    np.clip(e, max(F32(clip), _E_LOW), min(F32(1.0 - clip), _E_HIGH), out=e)
+    return e
+
+
+class _Rows:
+    """The rows computed at one node: the selected tasks in world 0 and, for
+    descendants of T, in world 1 as well. ``task``, ``world`` and ``pos`` (the
+    row's task position in `tasks`) are (R,) arrays."""
+
+    def __init__(self, tasks: np.ndarray, two_worlds: bool):
+        self.tasks = tasks
+        self.n = len(tasks)
+        self.two_worlds = two_worlds
+        reps = 2 if two_worlds else 1
+        self.task = np.tile(tasks, reps)
+        self.world = np.repeat(np.arange(reps), self.n)
+        self.pos = np.tile(np.arange(self.n), reps)
+
+    def factual(self, v: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """The factual world of each task, (n, N), from row values v (R, N)."""
+        if not self.two_worlds:
+            return v
+        return np.where(t[self.tasks], v[self.n :], v[: self.n])
+
+
 class _Context:
     def __init__(self, scm, n_units, n_pad, calibration, calibrate):
-        b = scm.n_tasks
         self.calibrate = calibrate
         self.cal = calibration
         self.n = n_units.astype(F32)
         self.mask = (np.arange(n_pad)[None, :] < n_units[:, None]).astype(F32)
-        self.t = np.zeros((b, n_pad), dtype=bool)
-        self.e = np.zeros((b, n_pad), dtype=F32)
-        if calibrate:
-            for key in ("sig", "raw", "h"):
-                self.cal.mean[key] = np.zeros(scm.kind.shape, F32)
-                self.cal.std[key] = np.ones(scm.kind.shape, F32)
-            self.cal.offset = np.zeros(b, F32)
+        self.t = np.zeros((scm.n_tasks, n_pad), dtype=bool)
+        self.e = np.zeros((scm.n_tasks, n_pad), dtype=F32)
 
-    def standardise(self, v: np.ndarray, key: str, j: int, sel: np.ndarray) -> np.ndarray:
-        """v: (2, b, N) for tasks `sel` (index array); factual statistics."""
+    def standardise(self, v: np.ndarray, key: str, j: int, rows: _Rows) -> np.ndarray:
+        """v: (R, N) row values, in place; factual statistics per task."""
+        tasks = rows.tasks
         if self.calibrate:
-            f = np.where(self.t[sel], v[1], v[0])
-            mean, std = _masked_stats(f, self.mask[sel], self.n[sel])
-            self.cal.mean[key][sel, j] = mean
-            self.cal.std[key][sel, j] = std
+            mean, std = masked_stats(rows.factual(v, self.t), self.mask[tasks], self.n[tasks])
+            self.cal.mean[key][tasks, j] = mean
+            self.cal.std[key][tasks, j] = std
         else:
-            mean, std = self.cal.mean[key][sel, j], self.cal.std[key][sel, j]
-        return (v - mean[None, :, None]) / std[None, :, None]
+            mean, std = self.cal.mean[key][tasks, j], self.cal.std[key][tasks, j]
+        v -= mean[rows.pos, None]
+        v /= std[rows.pos, None]
+        return v
 
 
-def _sigmoid(a):
-    return F32(1.0) / (F32(1.0) + np.exp(-a))
+def _signal(scm: BatchSCM, j: int, parents: np.ndarray, rows: _Rows) -> np.ndarray:
+    """Mechanism output f(parents) for every row, (R, N)."""
+    fam = scm.family[rows.task, j]
+    n_par = scm.n_parents[rows.task, j]
+    unique = np.unique(fam)
+    if len(unique) == 1:
+        name = MECHANISMS[int(unique[0])]
+        p = {k: v[rows.task, j] for k, v in scm.params[name].items()}
+        return EVAL[name](parents, p, n_par)
+    sig = np.empty((len(rows.task), parents.shape[-1]), dtype=F32)
+    for code in unique:
+        name = MECHANISMS[int(code)]
+        part = np.flatnonzero(fam == code)
+        p = {k: v[rows.task[part], j] for k, v in scm.params[name].items()}
+        sig[part] = EVAL[name](parents[part], p, n_par[part])
+    return sig
 
 
-def _calibrate_offset(score, strength, share, mask, n, iters=6):
-    """Offset o with mean_i sigmoid(strength * score_i + o) = share (Newton)."""
-    o = np.log(share / (1.0 - share)).astype(F32)
-    for _ in range(iters):
-        p = _sigmoid(strength[:, None] * score + o[:, None])
-        g = (p * mask).sum(-1) / n - share
-        dg = (p * (F32(1.0) - p) * mask).sum(-1) / n
-        o = (o - g / np.maximum(dg, F32(1e-6))).astype(F32)
-    return o
+def _parents(scm: BatchSCM, values: np.ndarray, j: int, rows: _Rows) -> np.ndarray:
+    """(R, S_j, N) parent values of node j per row; S_j is the rows' largest
+    in-degree (padded slots read the zero dummy node)."""
+    n_slot = max(1, int(scm.n_parents[rows.tasks, j].max()))
+    return values[rows.world[:, None], rows.task[:, None], scm.slots[rows.task, j, :n_slot]]
 
 
 def simulate(
     scm: BatchSCM,
     eps: np.ndarray,
-    u_treat: np.ndarray,
+    noise_row: np.ndarray,
     n_units: np.ndarray,
     calibration: Calibration,
     calibrate: bool,
@@ -166,90 +273,97 @@ def simulate(
 ) -> Simulation:
     """Ancestral sampling of all tasks in both worlds.
 
-    eps: (B, J, N) unit-variance noise per node; u_treat: (B, N) uniforms for the
-    treatment draw; n_units: (B,) real units per task (the rest is padding).
+    eps: (R, N) noise rows (draft.Noise), node j of task b in row noise_row[b, j];
+    the treatment's row holds the uniforms of its Bernoulli draw. n_units: (B,)
+    real units per task (the rest is padding).
     calibrate=True computes and stores standardisation constants from the
-    factual sample; False reuses `calibration` (fresh interventional samples).
+    factual sample; False reuses `calibration` (fresh interventional samples,
+    where T is set rather than drawn).
     compute: optional (B, J) bool restricting which nodes are simulated.
+
+    Three phases: the nodes that do not descend from T, in one world (T's score
+    among them); then the treatment of every task at once; then T's descendants
+    in both worlds.
     """
     n_tasks, n_nodes = scm.kind.shape
     n_pad = eps.shape[-1]
     ctx = _Context(scm, n_units, n_pad, calibration, calibrate)
     values = np.zeros((2, n_tasks, n_nodes + 1, n_pad), dtype=F32)
     kind = scm.kind if compute is None else np.where(compute, scm.kind, SKIP)
-    task_ids = np.arange(n_tasks)
+    computed = (kind == INNER) | (kind == OUTCOME)
+    rows_b = np.arange(n_tasks)
+    values[1, rows_b, scm.treatment] = 1.0
+    score = np.zeros((n_tasks, n_pad), dtype=F32)
 
     for j in range(n_nodes):
-        kj = kind[:, j]
-        roots = kj == ROOT
-        if roots.any():
-            values[:, roots, j] = eps[roots, j]
-        sel = np.flatnonzero(kj >= INNER)
-        if len(sel) == 0:
-            continue
-        parents = values[:, sel[:, None], scm.slots[sel, j]]  # (2, b, S, N)
-        sig = np.empty((2, len(sel), n_pad), dtype=F32)
-        fam = scm.family[sel, j]
-        for code in np.unique(fam):
-            name = MECHANISMS[int(code)]
-            part = fam == code
-            sub = sel[part]
-            p = {k: v[sub, j] for k, v in scm.params[name].items()}
-            if part.all():
-                sig[...] = EVAL[name](parents, p, scm.n_parents[sub, j])
-            else:
-                sig[:, part] = EVAL[name](parents[:, part], p, scm.n_parents[sub, j])
-        sig = ctx.standardise(sig, "sig", j, sel)
+        roots = np.flatnonzero(kind[:, j] == ROOT)
+        if len(roots):
+            values[:, roots, j] = eps[noise_row[roots, j]]
+        if calibrate:
+            tsel = np.flatnonzero(kind[:, j] == TREATMENT)
+            if len(tsel):
+                rows = _Rows(tsel, False)  # T's parents precede T: one world
+                score[tsel] = ctx.standardise(_signal(scm, j, _parents(scm, values, j, rows), rows), "sig", j, rows)
+        sel = np.flatnonzero(computed[:, j] & ~scm.two_worlds[:, j])
+        if len(sel):
+            _node(scm, j, _Rows(sel, False), values, eps, noise_row, ctx)
 
-        is_t = kj[sel] == TREATMENT
-        if is_t.any():
-            tsel = sel[is_t]
-            score = sig[0, is_t]  # T's parents precede T: equal in both worlds
-            strength = scm.strength[tsel]
-            if calibrate:
-                ctx.cal.offset[tsel] = _calibrate_offset(
-                    score, strength, scm.share[tsel], ctx.mask[tsel], ctx.n[tsel]
-                )
-            e = _sigmoid(strength[:, None] * score + ctx.cal.offset[tsel][:, None])
-            if scm.clip > 0:
-                e = np.clip(e, F32(scm.clip), F32(1.0 - scm.clip))
-            ctx.e[tsel] = e
-            ctx.t[tsel] = u_treat[tsel] < e
-            values[0, tsel, j] = 0.0
-            values[1, tsel, j] = 1.0
+    if calibrate:
+        strength = scm.strength.astype(F32)
+        ctx.cal.offset[:] = calibrate_offset(score, strength, scm.share.astype(F32), ctx.mask, ctx.n)
+        ctx.e[:] = propensity(score, strength, ctx.cal.offset, scm.clip)
+        ctx.t[:] = eps[noise_row[rows_b, scm.treatment]] < ctx.e
 
-        rest = ~is_t
-        if not rest.any():
-            continue
-        rsel = sel[rest]
-        noise = eps[rsel, j] * scm.noise_scale[rsel, j][:, None]  # (b, N)
-        raw = sig[:, rest] + noise[None]
-        het = scm.hetero[rsel, j]
-        if het.any():
-            hs = rsel[het]
-            scale = F32(0.5) + _sigmoid(F32(2.0) * weighted_sum(parents[:, rest][:, het], scm.hetero_w[hs, j]))
-            raw[:, het] = sig[:, rest][:, het] + noise[het][None] * scale
-        pnl = scm.pnl[rsel, j]
-        if pnl.any():
-            c = scm.pnl_c[rsel[pnl], j][None, :, None]
-            r = raw[:, pnl]
-            raw[:, pnl] = r + c * r * r * r
-        val = ctx.standardise(raw, "raw", j, rsel)
-
-        is_y = kj[rsel] == OUTCOME
-        if is_y.any():
-            ysel = rsel[is_y]
-            par_y = parents[:, rest][:, is_y]
-            h = weighted_sum(par_y, scm.mod_w[ysel])
-            nonlin = scm.mod_tanh[ysel]
-            if nonlin.any():
-                h[:, nonlin] = np.tanh(h[:, nonlin])
-            h = ctx.standardise(h, "h", j, ysel)
-            val[1, is_y] += scm.tau[ysel][:, None] + scm.eta[ysel][:, None] * h[1]
-        values[:, rsel, j] = val
-
-    del task_ids
+    for j in range(n_nodes):
+        sel = np.flatnonzero(computed[:, j] & scm.two_worlds[:, j])
+        if len(sel):
+            _node(scm, j, _Rows(sel, True), values, eps, noise_row, ctx)
     return Simulation(values=values, t=ctx.t, propensity=ctx.e)
+
+
+def _node(scm, j, rows: _Rows, values, eps, noise_row, ctx):
+    """Inner and outcome node j for `rows`: signal, noise, standardisation,
+    and the treatment effect for outcomes; writes values (both worlds)."""
+    parents = _parents(scm, values, j, rows)
+    sig = ctx.standardise(_signal(scm, j, parents, rows), "sig", j, rows)
+    task = rows.task
+    noise = eps[noise_row[task, j]]
+    noise *= scm.noise_scale[task, j][:, None]
+    het = np.flatnonzero(scm.hetero[task, j])
+    if len(het):
+        a = weighted_sum(parents[het], scm.hetero_w[task[het], j])
+        a *= F32(2.0)
+        noise[het] *= F32(0.5) + sigmoid(a)
+    raw = sig
+    raw += noise
+    pnl = np.flatnonzero(scm.pnl[task, j])
+    if len(pnl):
+        r = raw[pnl]
+        raw[pnl] = r + scm.pnl_c[task[pnl], j][:, None] * r * r * r
+    val = ctx.standardise(raw, "raw", j, rows)
+
+    is_y = np.flatnonzero(scm.outcome[rows.tasks] == j)
+    if len(is_y):
+        _add_effect(scm, j, rows, is_y, parents, val, ctx)
+    values[rows.world, task, j] = val
+    if not rows.two_worlds:
+        values[1, task, j] = val
+
+
+def _add_effect(scm, j, rows: _Rows, is_y, parents, val, ctx):
+    """Outcome rows (tasks rows.tasks[is_y]): world 1 gets + tau + eta * h,
+    h = standardise(modifier(parents))."""
+    sub = _Rows(rows.tasks[is_y], rows.two_worlds)
+    y_rows = np.concatenate([is_y + w * rows.n for w in range(2 if rows.two_worlds else 1)])
+    h = weighted_sum(parents[y_rows], scm.mod_w[sub.task])
+    nonlin = np.flatnonzero(scm.mod_tanh[sub.task])
+    if len(nonlin):
+        h[nonlin] = np.tanh(h[nonlin])
+    h = ctx.standardise(h, "h", j, sub)
+    if rows.two_worlds:  # else: zero-effect task (tau = eta = 0), both worlds equal
+        tasks = sub.tasks
+        w1 = y_rows[sub.n :]
+        val[w1] += scm.tau[tasks].astype(F32)[:, None] + scm.eta[tasks].astype(F32)[:, None] * h[sub.n :]
 
 
 def linear_ate(scm: BatchSCM, cal: Calibration, analytic: np.ndarray) -> np.ndarray:
@@ -262,11 +376,12 @@ def linear_ate(scm: BatchSCM, cal: Calibration, analytic: np.ndarray) -> np.ndar
     n_tasks, n_nodes = scm.kind.shape
     means = np.zeros((2, n_tasks, n_nodes + 1), dtype=np.float64)
     rows = np.arange(n_tasks)[:, None]
+    n_slot = scm.slots.shape[-1]
     for j in range(n_nodes):
         kj = scm.kind[:, j]
         inner = analytic & ((kj == INNER) | (kj == OUTCOME))
         par = means[:, rows, scm.slots[:, j]]  # (2, B, S)
-        w = scm.params["linear"]["w"][:, j].astype(np.float64) if "linear" in scm.params else None
+        w = scm.params["linear"]["w"][:, j, :n_slot].astype(np.float64) if "linear" in scm.params else None
         if w is not None:
             sig = (par * w[None]).sum(-1)
             sig = (sig - cal.mean["sig"][:, j]) / cal.std["sig"][:, j]
@@ -274,7 +389,7 @@ def linear_ate(scm: BatchSCM, cal: Calibration, analytic: np.ndarray) -> np.ndar
             means[:, inner, j] = val[:, inner]
         is_y = analytic & (kj == OUTCOME)
         if is_y.any():
-            h = (par * scm.mod_w[None].astype(np.float64)).sum(-1)
+            h = (par * scm.mod_w[None, :, :n_slot].astype(np.float64)).sum(-1)
             h = (h - cal.mean["h"][:, j]) / cal.std["h"][:, j]
             means[1, is_y, j] += (scm.tau + scm.eta * h[1])[is_y]
         is_t = analytic & (kj == TREATMENT)

@@ -111,3 +111,18 @@ def test_file_errors(tmp_path):
     (tmp_path / "p.yaml").write_text("preset: nope\n")
     with pytest.raises(ConfigError, match="preset: unknown preset 'nope'"):
         load_config(tmp_path / "p.yaml")
+
+
+@pytest.mark.parametrize(
+    "patch, message",
+    [
+        ({"ate_mc_tolerance": -0.1}, r"ate_mc_tolerance: expected a number >= 0, got -0.1"),
+        ({"ate_mc_tolerance": "tight"}, r"ate_mc_tolerance: expected a number, got str"),
+        ({"ate_mc_round_units": 10}, r"ate_mc_round_units: expected an integer >= 100, got 10"),
+    ],
+)
+def test_adaptive_monte_carlo_fields_are_validated(patch, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config({**load_config("default").to_dict(), **patch})
+    cfg = load_config({**load_config("default").to_dict(), "ate_mc_tolerance": 0, "ate_mc_round_units": 512})
+    assert cfg.ate_mc_tolerance == 0.0 and cfg.ate_mc_round_units == 512

@@ -336,3 +336,57 @@ def test_bad_seeds_are_rejected():
     for seed in (-1, 1.5, "3", True):
         with pytest.raises(ValueError, match="seed must be a non-negative integer"):
             sample_task("default", seed)
+
+
+# ------------------------------------------------------------------ fast paths
+
+
+def test_task_streams_equal_default_rng():
+    # Seeds are hashed in bulk (streams.py), but every stream must be exactly
+    # np.random.default_rng([seed, attempt]), including seeds beyond 32 bits.
+    from causalgen.streams import task_generators
+
+    seeds = [0, 1, 7, 123456, 2**31, 2**32 - 1, 2**32, 2**40 + 5]
+    attempts = [0, 3, 1, 24, 0, 2, 0, 1]
+    for gen, s, a in zip(task_generators(seeds, attempts), seeds, attempts):
+        ref = np.random.default_rng([s, a])
+        np.testing.assert_array_equal(gen.random(5), ref.random(5))
+        np.testing.assert_array_equal(gen.bit_generator.random_raw(3), ref.bit_generator.random_raw(3))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"n_units": [50, 300], "noise.families": {"laplace": 1.0, "uniform": 1.0}, "effect.heterogeneity": [0.5, 1.0]}],
+)
+def test_linear_fast_path_agrees_with_generic_simulator(monkeypatch, overrides):
+    # linear.py replaces node-by-node simulation by moment algebra; on the same
+    # tasks (same noise) it must agree with scm.simulate to float32 rounding.
+    import causalgen.sampler as sampler
+
+    cfg = load_config("er5000-linear").replace(**overrides)
+    fast = sample_tasks(cfg, range(40))
+    monkeypatch.setattr(sampler, "LINEAR_FAST_PATH", False)
+    generic = sample_tasks(cfg, range(40))
+    same_t = 0
+    for a, b in zip(fast, generic):
+        np.testing.assert_array_equal(a.adjacency, b.adjacency)
+        if not np.array_equal(a.t, b.t):  # a unit whose u sits within rounding of e
+            continue
+        same_t += 1
+        for name in ("x", "y0", "y1", "propensity"):
+            np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=0, atol=2e-5, err_msg=name)
+        for name in ("ate", "sate", "att"):
+            assert getattr(a, name) == pytest.approx(getattr(b, name), abs=2e-5), name
+    assert same_t >= 38
+
+
+def test_adaptive_monte_carlo_stops_at_the_tolerance_or_the_cap():
+    cfg = load_config("er5000-nonlinear").replace(ate_mc_units=8192, ate_mc_round_units=512, ate_mc_tolerance=0.02)
+    tasks = sample_tasks(cfg, range(30))
+    units = np.array([t.meta["ate_mc_units"] for t in tasks])
+    se = np.array([t.ate_se for t in tasks])
+    assert np.all(units % 512 == 0) and np.all(units <= 8192)
+    assert np.all((se <= 0.02) | (units == 8192))
+    assert len(set(units.tolist())) > 1, "some tasks should need more rounds than others"
+    full = sample_tasks(cfg.replace(ate_mc_tolerance=0.0), range(3))
+    assert all(t.meta["ate_mc_units"] == 8192 for t in full)

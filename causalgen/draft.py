@@ -1,0 +1,387 @@
+"""Drafting: the structure, parameters and noise of a batch of tasks, before simulation.
+
+Every task (seed, attempt) draws from its own Generator (streams.py), in this order:
+
+  1. `draft_structure`: 16 scalars, then float64 uniforms for the graph, the
+     hidden-confounder choice and six per-node choices. Graphs, roles, node
+     kinds, mechanism and noise families are then computed for the whole batch
+     at once from these uniforms, with padded (B, J, J) arrays.
+  2. `draw_parameters`: once the roles say which nodes are simulated, one block
+     of float32 uniforms for the parameters of the mechanism families the task
+     uses, then the noise uniforms of its simulated nodes, written straight into
+     the batch's noise array.
+  3. (ate.py) fresh units for a Monte-Carlo ATE, where one is needed.
+
+A task's draws depend only on its own uniforms, so batching changes nothing.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, fields
+from functools import lru_cache
+
+import numpy as np
+
+from .config import MECHANISMS, NOISE_FAMILIES, TaskConfig
+from .graph import GRAPH_SAMPLERS, from_edges
+from .mechanisms import block_size, params_from_uniforms
+from .noise import TRANSFORMS, gaussian_from_uniforms, uniform_bits, uniforms_from_bits
+from .roles import BatchRoles, assign_roles_batch
+from .scm import INNER, OUTCOME, ROOT, SKIP, TREATMENT, BatchSCM
+
+F32 = np.float32
+#: units are padded to a multiple of this (SIMD-friendly, and it fixes the
+#: length of every reduction over units, which keeps results batch-invariant)
+UNIT_BLOCK = 64
+
+
+class Mixture:
+    """A {name: weight} mixture over `universe`, sampled by inverse CDF."""
+
+    def __init__(self, mixture: dict[str, float], universe: tuple[str, ...]):
+        self.names = [k for k, w in mixture.items() if w > 0]
+        weights = np.array([mixture[k] for k in self.names], dtype=np.float64)
+        self.cdf = np.cumsum(weights) / weights.sum()
+        self._cdf_list = self.cdf.tolist()
+        self.codes = np.array([universe.index(k) for k in self.names], dtype=np.int8)
+
+    def pick(self, u: float) -> str:
+        """One choice from a scalar uniform."""
+        return self.names[min(bisect.bisect_right(self._cdf_list, u), len(self.names) - 1)]
+
+    def codes_for(self, u: np.ndarray) -> np.ndarray:
+        """Codes (indices into `universe`) for an array of uniforms."""
+        idx = np.minimum(np.searchsorted(self.cdf, u, side="right"), len(self.names) - 1)
+        return self.codes[idx]
+
+
+def _uniform_in(rng_range, u):
+    lo, hi = rng_range
+    return lo + (hi - lo) * u
+
+
+def _int_in(rng_range, u):
+    lo, hi = rng_range
+    return np.minimum(hi, lo + (np.asarray(u) * (hi - lo + 1)).astype(np.int64))
+
+
+@lru_cache(maxsize=32)
+def _fixed_graph(nodes: tuple, edges: tuple) -> tuple[np.ndarray, list[str]]:
+    adj, names = from_edges(list(nodes), list(edges))
+    adj.setflags(write=False)
+    return adj, names
+
+
+def max_nodes(cfg: TaskConfig) -> int:
+    return cfg.graph.n_nodes[1] if cfg.graph.nodes is None else len(cfg.graph.nodes)
+
+
+def padded_units(n_units) -> np.ndarray:
+    return -(-np.asarray(n_units) // UNIT_BLOCK) * UNIT_BLOCK
+
+
+@dataclass
+class Draft:
+    """B tasks drafted together; node arrays padded to J = the config's max nodes.
+
+    scm: the simulator's view (kinds, parent slots, families, dials; params are
+        filled by `draw_parameters`).
+    roles: `BatchRoles`; gens: the tasks' Generators (their streams continue);
+    n_nodes, n_units: (B,) real sizes; noise_family: (B, J) codes;
+    graph_family: (B,) codes into the config's graph mixture names.
+    """
+
+    seeds: np.ndarray
+    attempts: np.ndarray
+    gens: list
+    n_nodes: np.ndarray
+    n_units: np.ndarray
+    graph_family: list
+    roles: BatchRoles
+    scm: BatchSCM
+    noise_family: np.ndarray
+    expected_parents: np.ndarray
+    hidden_fraction: np.ndarray
+    node_names: list | None
+
+    def __len__(self) -> int:
+        return len(self.seeds)
+
+    def take(self, idx: np.ndarray) -> "Draft":
+        """The sub-batch of tasks `idx` (an index array)."""
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, np.ndarray):
+                out[f.name] = v[idx]
+            elif f.name in ("gens", "graph_family"):
+                out[f.name] = [v[i] for i in idx]
+            elif f.name in ("scm", "roles"):
+                out[f.name] = _take_fields(v, idx)
+            else:
+                out[f.name] = v
+        return Draft(**out)
+
+
+def _take_fields(obj, idx):
+    out = {}
+    for f in fields(obj):
+        v = getattr(obj, f.name)
+        if isinstance(v, np.ndarray):
+            out[f.name] = v[idx]
+        elif isinstance(v, list):
+            out[f.name] = [v[i] for i in idx]
+        elif isinstance(v, dict):
+            out[f.name] = {k: ({kk: a[idx] for kk, a in p.items()} if isinstance(p, dict) else p[idx]) for k, p in v.items()}
+        else:
+            out[f.name] = v
+    return type(obj)(**out)
+
+
+# ------------------------------------------------------------------ 1. structure
+
+
+def draft_structure(cfg: TaskConfig, seeds: np.ndarray, attempts: np.ndarray, gens: list) -> tuple[Draft, list]:
+    """Structure of every task; returns (draft, reasons) where reasons[b] is a
+    rejection reason (str) or None."""
+    g = cfg.graph
+    size = max_nodes(cfg)
+    n_tasks = len(gens)
+    graph_mix = Mixture(g.families, ("erdos_renyi", "scale_free", "fixed"))
+    fixed = g.nodes is not None and graph_mix.names == ["fixed"]
+
+    # -- per task: the scalar block, then the node-level uniforms
+    u16 = np.empty((n_tasks, 16))
+    n_nodes = np.empty(n_tasks, dtype=np.int64)
+    rest = []
+    for i, gen in enumerate(gens):
+        u = gen.random(16)
+        u16[i] = u
+        if fixed:
+            n = size
+            rest.append(gen.random(7 * n))
+        else:
+            n = int(_int_in(g.n_nodes, u[1]))
+            rest.append(gen.random(n * n + 7 * n))
+        n_nodes[i] = n
+    graph_u = np.zeros((n_tasks, size, size))
+    hidden_u = np.ones((n_tasks, size))
+    node_u = np.zeros((n_tasks, 6, size))
+    for n in np.unique(n_nodes):
+        idx = np.flatnonzero(n_nodes == n)
+        block = np.stack([rest[i] for i in idx])
+        e = 0 if fixed else n * n
+        if not fixed:
+            graph_u[idx, :n, :n] = block[:, :e].reshape(-1, n, n)
+        hidden_u[idx, :n] = block[:, e : e + n]
+        node_u[idx, :, :n] = block[:, e + n :].reshape(-1, 6, n)
+
+    # -- graphs
+    if fixed:
+        fixed_adj, names = _fixed_graph(tuple(g.nodes), tuple(tuple(e) for e in g.edges))
+        adj = np.broadcast_to(fixed_adj, (n_tasks, size, size)).copy()
+        expected_parents = np.full(n_tasks, float(fixed_adj.sum() / size))
+        graph_family = ["fixed"] * n_tasks
+        fixed_t = names.index(cfg.roles.treatment) if cfg.roles.treatment else None
+        fixed_y = names.index(cfg.roles.outcome) if cfg.roles.outcome else None
+    else:
+        names, fixed_t, fixed_y = None, None, None
+        expected_parents = _uniform_in(g.expected_parents, u16[:, 2])
+        graph_family = [graph_mix.pick(u) for u in u16[:, 0]]
+        adj = np.zeros((n_tasks, size, size), dtype=bool)
+        fam_arr = np.array(graph_family)
+        for fam in set(graph_family):
+            idx = np.flatnonzero(fam_arr == fam)
+            adj[idx] = GRAPH_SAMPLERS[fam](graph_u[idx], n_nodes[idx], expected_parents[idx])
+
+    # -- roles
+    r = cfg.roles
+    zero_effect = u16[:, 6] < r.zero_effect_prob
+    hidden_fraction = _uniform_in(r.hidden_confounder_fraction, u16[:, 7])
+    roles = assign_roles_batch(adj, n_nodes, u16[:, 4], u16[:, 5], zero_effect, hidden_u, hidden_fraction,
+                               fixed_t, fixed_y)
+    reasons: list = [None] * n_tasks
+    n_cov = roles.observed.sum(axis=1)
+    for b in range(n_tasks):
+        if not roles.valid[b]:
+            reasons[b] = "no_treatment_outcome_pair"
+        elif n_cov[b] < r.min_covariates:
+            reasons[b] = "too_few_covariates"
+
+    scm, noise_family = _node_model(cfg, roles, u16, node_u, size)
+    draft = Draft(
+        seeds=np.asarray(seeds), attempts=np.asarray(attempts), gens=list(gens), n_nodes=n_nodes,
+        n_units=_int_in(cfg.n_units, u16[:, 3]), graph_family=graph_family, roles=roles, scm=scm,
+        noise_family=noise_family, expected_parents=np.asarray(expected_parents, dtype=np.float64),
+        hidden_fraction=np.asarray(hidden_fraction, dtype=np.float64), node_names=names,
+    )
+    return draft, reasons
+
+
+def _node_model(cfg: TaskConfig, roles: BatchRoles, u16: np.ndarray, node_u: np.ndarray, size: int):
+    """Node kinds, parent slots, families and dials of every task (vectorised)."""
+    n_tasks = len(u16)
+    rows = np.arange(n_tasks)
+    t, y = roles.treatment, roles.outcome
+
+    # parent slots: parents in increasing id, T excluded for the outcome
+    is_parent = np.swapaxes(roles.adjacency, 1, 2).copy()  # [b, child, parent]
+    is_parent[rows, y, t] = False
+    n_parents = is_parent.sum(axis=2)
+    n_slot_cfg = max(size - 1, 1)
+    order = np.argsort(~is_parent, axis=2, kind="stable")[:, :, :n_slot_cfg]
+    slots = np.where(np.arange(n_slot_cfg) < n_parents[:, :, None], order, size)
+    n_slots = np.maximum(1, n_parents.max(axis=1))
+
+    kind = np.where(n_parents > 0, INNER, ROOT).astype(np.int8)
+    kind[rows, t] = TREATMENT
+    kind[rows, y] = OUTCOME
+    kind[~roles.needed] = SKIP
+
+    # mechanism and noise families
+    m, nz = cfg.mechanism, cfg.noise
+    mech = Mixture(m.families, MECHANISMS)
+    if m.mixing == "task":
+        family = np.repeat(mech.codes_for(u16[:, 13])[:, None], size, axis=1)
+    else:
+        family = mech.codes_for(node_u[:, 0])
+    family[rows, t] = Mixture(cfg.treatment.score_mechanism, MECHANISMS).codes_for(node_u[rows, 0, t])
+    noise_family = Mixture(nz.families, NOISE_FAMILIES).codes_for(node_u[:, 1])
+    noise_scale = _uniform_in(nz.scale, node_u[:, 2]).astype(F32)
+    inner = (kind == INNER) | (kind == OUTCOME)
+    hetero = inner & (node_u[:, 3] < nz.heteroscedastic_prob)
+    pnl = (kind == INNER) & (node_u[:, 4] < nz.nonadditive_prob)
+    pnl_c = (F32(0.1) + F32(0.4) * node_u[:, 5]).astype(F32)
+
+    e = cfg.effect
+    zero = roles.zero_effect
+    tau = _uniform_in(e.size, u16[:, 10])
+    negative = np.full(n_tasks, e.sign == "negative") | ((e.sign == "random") & (u16[:, 11] < 0.5))
+    tau = np.where(zero, 0.0, np.where(negative, -tau, tau))
+    eta = np.where(zero, 0.0, _uniform_in(e.heterogeneity, u16[:, 12]))
+    tr = cfg.treatment
+    scm = BatchSCM(
+        kind=kind, slots=slots, n_parents=n_parents, n_slots=n_slots, family=family, params={},
+        noise_scale=noise_scale, hetero=hetero, hetero_w=None, pnl=pnl, pnl_c=pnl_c,
+        strength=_uniform_in(tr.confounding_strength, u16[:, 8]), share=_uniform_in(tr.treated_share, u16[:, 9]),
+        clip=tr.propensity_clip, tau=tau, eta=eta, mod_w=None,
+        mod_tanh=family[rows, y] != MECHANISMS.index("linear"), treatment=t, outcome=y,
+        two_worlds=roles.descendants_of_treatment & inner,
+    )
+    return scm, noise_family
+
+
+# ------------------------------------------------------------------ 2. parameters and noise
+
+
+@dataclass
+class Noise:
+    """Exogenous noise of a batch with one padded unit count.
+
+    eps: (R, N) float32 rows of unit-variance noise, one per simulated node
+    (the treatment's row holds the uniforms of its Bernoulli draw);
+    row: (B, J) index of node j's row in eps, -1 where not simulated.
+    z: for the factual sample only, the same rows as a (B, J + 2, N) array per
+    task (node j in row j, then a row of ones on the real units and a zero
+    row), which the linear fast path multiplies directly; eps is a view of it.
+    """
+
+    eps: np.ndarray
+    row: np.ndarray
+    z: np.ndarray | None = None
+
+
+def noise_rows(kind: np.ndarray) -> np.ndarray:
+    """(B, J) row index of each simulated node, in (task, node) order; -1 elsewhere."""
+    has = kind != SKIP
+    return np.where(has, np.cumsum(has.ravel()).reshape(has.shape) - 1, -1)
+
+
+def transform_noise(u: np.ndarray, codes: np.ndarray, keep: np.ndarray, active: np.ndarray) -> np.ndarray:
+    """Uniforms (R, ..., N) -> unit-variance noise in place. codes, keep, active
+    have shape u.shape[:-1]: the family of each row, rows to leave as uniforms
+    (the treatment's), and rows that matter (others may be transformed or not)."""
+    kept = u[keep]
+    unique = np.unique(codes[active & ~keep])
+    if len(unique) == 1 and unique[0] == NOISE_FAMILIES.index("gaussian"):
+        gaussian_from_uniforms(u, out=u)
+    elif len(unique) == 1:
+        u[...] = TRANSFORMS[NOISE_FAMILIES[int(unique[0])]](u)
+    else:
+        for code in unique:
+            sel = (codes == code) & active & ~keep
+            u[sel] = TRANSFORMS[NOISE_FAMILIES[int(code)]](u[sel])
+    u[keep] = kept
+    return u
+
+
+def draw_parameters(cfg: TaskConfig, draft: Draft, n_pad: int) -> Noise:
+    """Draw every task's parameter block and noise (all tasks share n_pad);
+    fills draft.scm's params, hetero_w and mod_w, returns the noise.
+
+    Each task takes one run of raw bits from its stream: its parameter block
+    (the common block, then one per mechanism family it uses), then the noise
+    of nodes 0 .. (last simulated node), n_pad units each.
+    """
+    scm = draft.scm
+    n_tasks, size = scm.kind.shape
+    s_cfg = max(size - 1, 1)
+    computed = scm.kind >= INNER
+    used = np.stack([(computed & (scm.family == c)).any(axis=1) for c in range(len(MECHANISMS))], axis=1)
+    sizes = {name: sum(block_size(name, size, s_cfg, cfg)) for name in ("common",) + MECHANISMS}
+    simulated = scm.kind != SKIP
+    n_rows = size - np.argmax(simulated[:, ::-1], axis=1)  # up to the last simulated node
+
+    bits = np.zeros((n_tasks, size + 2, n_pad), dtype=np.uint32)
+    blocks = {name: [] for name in sizes}
+    for b, gen in enumerate(draft.gens):
+        names = ["common"] + [MECHANISMS[c] for c in np.flatnonzero(used[b])]
+        n_param = sum(sizes[n] for n in names)
+        n_param += n_param % 2  # keep the noise on whole 64-bit words
+        rows = int(n_rows[b])
+        raw = uniform_bits(gen, n_param + rows * n_pad)
+        pos = 0
+        for name in names:
+            blocks[name].append(raw[pos : pos + sizes[name]])
+            pos += sizes[name]
+        bits[b, :rows] = raw[n_param:].reshape(rows, n_pad)
+
+    for name, stack in blocks.items():
+        if not stack:
+            continue
+        idx = np.arange(n_tasks) if name == "common" else np.flatnonzero(used[:, MECHANISMS.index(name)])
+        params = params_from_uniforms(name, uniforms_from_bits(np.stack(stack)), scm.n_slots[idx], size, cfg)
+        if name == "common":
+            scm.hetero_w, scm.mod_w = params["hetero_w"], params["mod_w"]
+            continue
+        full = {}
+        for key, arr in params.items():
+            full[key] = np.zeros((n_tasks,) + arr.shape[1:], dtype=arr.dtype)
+            full[key][idx] = arr
+        scm.params[name] = full
+
+    z = uniforms_from_bits(bits, out=bits.view(F32))
+    transform_noise(z[:, :size], draft.noise_family, scm.kind == TREATMENT, simulated)
+    z[:, size] = np.arange(n_pad)[None, :] < draft.n_units[:, None]
+    z[:, size + 1] = 0.0
+    row = np.where(simulated, np.arange(n_tasks)[:, None] * (size + 2) + np.arange(size)[None, :], -1)
+    return Noise(eps=z.reshape(-1, n_pad), row=row, z=z)
+
+
+def fresh_noise(cfg: TaskConfig, draft: Draft, compute: np.ndarray, n_units: int) -> Noise:
+    """Noise for a fresh interventional sample of n_units per task (every unit
+    real): rows for the nodes in `compute` (B, J), drawn from each task's
+    stream in (task, node) order."""
+    kind = np.where(compute, draft.scm.kind, SKIP)
+    row = noise_rows(kind)
+    counts = (row >= 0).sum(axis=1)
+    bits = np.empty((int(counts.sum()), n_units), dtype=np.uint32)
+    start = 0
+    for b, gen in enumerate(draft.gens):
+        bits[start : start + counts[b]] = uniform_bits(gen, int(counts[b]) * n_units).reshape(-1, n_units)
+        start += counts[b]
+    u = uniforms_from_bits(bits, out=bits.view(F32))
+    has = row >= 0
+    transform_noise(u, draft.noise_family[has], kind[has] == TREATMENT, np.ones(len(u), bool))
+    return Noise(eps=u, row=row)
