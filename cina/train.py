@@ -315,7 +315,10 @@ def train(corpus, out_dir: str | os.PathLike, cfg: TrainConfig | None = None, *,
     )
     if stream.num_tasks == 0:
         raise ValueError(f"corpus {corpus.root} has no tasks in its train split")
-    loader = TaskLoader(stream, num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
+    # The loader gets its own generator: a DataLoader iterator otherwise draws its base seed
+    # from the global RNG when created, which would shift the model's random stream on resume.
+    loader = TaskLoader(stream, num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
+                        generator=torch.Generator().manual_seed(cfg.seed))
     val_stream = TaskStream(
         corpus, cfg.batch_size, cfg.seed, split="validation", shuffle=False, drop_last=False,
         subsample_units=cfg.subsample_units, rank=0, world_size=1,
@@ -390,7 +393,8 @@ def train(corpus, out_dir: str | os.PathLike, cfg: TrainConfig | None = None, *,
                 now = time.perf_counter()
                 row = {
                     "step": step, "epoch": epoch, "lr": opt.param_groups[0]["lr"], "loss": float(loss.detach()),
-                    "loss_balance": float(out["loss_balance"]), "loss_supervised": float(out["loss_supervised"]),
+                    "loss_balance": float(out["loss_balance"].detach()),
+                    "loss_supervised": float(out["loss_supervised"].detach()),
                     "grad_norm": float(grad_norm), "tasks_per_s": tasks_since * dist_info.world_size / max(now - t_last, 1e-9),
                 }
                 t_last, tasks_since = now, 0
