@@ -44,8 +44,74 @@ from .balancing import (
 __all__ = ["SingleDatasetCInA", "fit_single", "solve_balancing_svm", "DEFAULT_LAM"]
 
 #: Default per-unit penalty lam (lambda = lam / N); see `cina.model` docs for the measurement.
-DEFAULT_LAM = 0.1
+DEFAULT_LAM = 1e-3
 _TAU = 1e-12  # libsvm's floor on the curvature of a working pair
+
+
+def _smo(Q: np.ndarray, y: np.ndarray, C: np.ndarray, tol: float, max_iter: int) -> tuple[np.ndarray, float, int]:
+    """libsvm's SMO for ``min 0.5 a^T Q a - 1^T a`` s.t. ``0 <= a <= C``, ``y^T a = 0``.
+
+    Q includes the labels (Q_ij = y_i y_j K_ij / lam). Working pairs: maximal violating i and the
+    second-order choice of j (Fan, Chen & Lin 2005). Returns alpha, intercept b and iterations.
+    """
+    n = len(y)
+    QD = np.diag(Q).copy()
+    alpha = np.zeros(n)
+    G = -np.ones(n)  # gradient Q a - 1
+    it = 0
+    for it in range(max_iter):
+        up = ((y > 0) & (alpha < C)) | ((y < 0) & (alpha > 0.0))
+        low = ((y > 0) & (alpha > 0.0)) | ((y < 0) & (alpha < C))
+        myg = -y * G
+        cand = np.where(up, myg, -np.inf)
+        i = int(np.argmax(cand))
+        m_up = cand[i]
+        if m_up - np.min(np.where(low, myg, np.inf)) < tol:
+            break
+        gap = m_up - myg
+        curv = np.maximum(QD[i] + QD - 2.0 * y[i] * y * Q[i], _TAU)
+        j = int(np.argmin(np.where(low & (gap > 0), -(gap * gap) / curv, np.inf)))
+        ai, aj, Ci, Cj = alpha[i], alpha[j], C[i], C[j]
+        if y[i] != y[j]:
+            delta = (-G[i] - G[j]) / max(QD[i] + QD[j] + 2.0 * Q[i, j], _TAU)
+            diff = ai - aj
+            ni, nj = ai + delta, aj + delta
+            if diff > 0:
+                if nj < 0:
+                    nj, ni = 0.0, diff
+            elif ni < 0:
+                ni, nj = 0.0, -diff
+            if diff > Ci - Cj:
+                if ni > Ci:
+                    ni, nj = Ci, Ci - diff
+            elif nj > Cj:
+                nj, ni = Cj, Cj + diff
+        else:
+            delta = (G[i] - G[j]) / max(QD[i] + QD[j] - 2.0 * Q[i, j], _TAU)
+            total = ai + aj
+            ni, nj = ai - delta, aj + delta
+            if total > Ci:
+                if ni > Ci:
+                    ni, nj = Ci, total - Ci
+            elif nj < 0:
+                nj, ni = 0.0, total
+            if total > Cj:
+                if nj > Cj:
+                    nj, ni = Cj, total - Cj
+            elif ni < 0:
+                ni, nj = 0.0, total
+        G += Q[i] * (ni - ai) + Q[j] * (nj - aj)
+        alpha[i], alpha[j] = ni, nj
+    # Intercept from the free vectors (libsvm's rho), else the middle of the feasible interval.
+    myg = -y * G
+    free = (alpha > 1e-12 * C) & (alpha < C * (1 - 1e-12))
+    if free.any():
+        b = float(np.mean(myg[free]))
+    else:
+        up = ((y > 0) & (alpha < C)) | ((y < 0) & (alpha > 0.0))
+        low = ((y > 0) & (alpha > 0.0)) | ((y < 0) & (alpha < C))
+        b = 0.5 * (np.max(myg[up]) + np.min(myg[low]))
+    return np.clip(alpha, 0.0, C), b, it + 1
 
 
 def solve_balancing_svm(
@@ -60,11 +126,11 @@ def solve_balancing_svm(
 
     ATE: ``max_alpha 1^T alpha - alpha^T K_w alpha / (2 lam)`` s.t. ``0 <= alpha <= 1`` and
     ``sum_i w_i alpha_i = 0`` -- sklearn's ``SVC(kernel="precomputed", C=1/lam)`` with
-    ``alpha = lam * |dual_coef_|``. Solved by SMO with second-order working-set selection
-    (Fan, Chen & Lin 2005), the algorithm inside libsvm.
+    ``alpha = lam * |dual_coef_|``. Solved by SMO (the algorithm inside libsvm).
 
-    ATT: treated alpha fixed at 1, controls in [0, 1], no equality constraint (see
-    `cina.balancing`); solved by greedy coordinate descent.
+    ATT: the same with the treated weights constrained equal, ``alpha_T = a * 1``. The treated arm
+    then acts as one unit with feature mean_T phi (kernel entries averaged over the treated) and
+    box [0, N_T]; that reduced ATE problem is solved by the same SMO.
 
     Args:
         kernel: (N, N) PSD kernel (float64 recommended). t: (N,) 0/1. lam: absolute penalty.
@@ -76,85 +142,23 @@ def solve_balancing_svm(
     K = np.asarray(kernel, dtype=np.float64)
     t = np.asarray(t, dtype=np.float64)
     n = t.shape[0]
-    w = 2.0 * t - 1.0
-    Q = (w[:, None] * w[None, :]) * K / lam
-    QD = np.diag(Q).copy()
     max_iter = max_iter or max(100_000, 100 * n)
-    alpha = np.zeros(n)
-    G = -np.ones(n)  # gradient of 0.5 a^T Q a - 1^T a
-    if estimand == "att":
-        free = t < 0.5
-        alpha[~free] = 1.0
-        G = Q @ alpha - 1.0
-        for it in range(max_iter):
-            pg = np.where(alpha <= 0.0, np.minimum(G, 0.0), np.where(alpha >= 1.0, np.maximum(G, 0.0), G))
-            pg[~free] = 0.0
-            k = int(np.argmax(np.abs(pg)))
-            if abs(pg[k]) < tol:
-                break
-            new = min(1.0, max(0.0, alpha[k] - G[k] / max(QD[k], _TAU)))
-            G += Q[:, k] * (new - alpha[k])
-            alpha[k] = new
-        return alpha, 0.0, it + 1
-    if estimand != "ate":
+    if estimand == "ate":
+        w = 2.0 * t - 1.0
+        return _smo(np.outer(w, w) * K / lam, w, np.ones(n), tol, max_iter)
+    if estimand != "att":
         raise ValueError(f"estimand must be one of {ESTIMANDS}, got {estimand!r}")
-    it = 0
-    for it in range(max_iter):
-        up = ((w > 0) & (alpha < 1.0)) | ((w < 0) & (alpha > 0.0))
-        low = ((w > 0) & (alpha > 0.0)) | ((w < 0) & (alpha < 1.0))
-        myg = -w * G
-        cand = np.where(up, myg, -np.inf)
-        i = int(np.argmax(cand))
-        m_up = cand[i]
-        m_low = np.min(np.where(low, myg, np.inf))
-        if m_up - m_low < tol:
-            break
-        gap = m_up - myg
-        curv = np.maximum(QD[i] + QD - 2.0 * w[i] * w * Q[i], _TAU)
-        j = int(np.argmin(np.where(low & (gap > 0), -(gap * gap) / curv, np.inf)))
-        ai, aj = alpha[i], alpha[j]
-        if w[i] != w[j]:
-            quad = max(QD[i] + QD[j] + 2.0 * Q[i, j], _TAU)
-            delta = (-G[i] - G[j]) / quad
-            diff = ai - aj
-            ni, nj = ai + delta, aj + delta
-            if diff > 0:
-                if nj < 0:
-                    nj, ni = 0.0, diff
-            elif ni < 0:
-                ni, nj = 0.0, -diff
-            if diff > 0:
-                if ni > 1.0:
-                    ni, nj = 1.0, 1.0 - diff
-            elif nj > 1.0:
-                nj, ni = 1.0, 1.0 + diff
-        else:
-            quad = max(QD[i] + QD[j] - 2.0 * Q[i, j], _TAU)
-            delta = (G[i] - G[j]) / quad
-            total = ai + aj
-            ni, nj = ai - delta, aj + delta
-            if total > 1.0:
-                if ni > 1.0:
-                    ni, nj = 1.0, total - 1.0
-            elif nj < 0:
-                nj, ni = 0.0, total
-            if total > 1.0:
-                if nj > 1.0:
-                    nj, ni = 1.0, total - 1.0
-            elif ni < 0:
-                ni, nj = 0.0, total
-        G += Q[i] * (ni - ai) + Q[j] * (nj - aj)
-        alpha[i], alpha[j] = ni, nj
-    # Intercept from the free vectors (libsvm's rho), else the middle of the feasible interval.
-    free = (alpha > 1e-12) & (alpha < 1.0 - 1e-12)
-    myg = -w * G
-    if free.any():
-        b = float(np.mean(myg[free]))
-    else:
-        up = ((w > 0) & (alpha < 1.0)) | ((w < 0) & (alpha > 0.0))
-        low = ((w > 0) & (alpha > 0.0)) | ((w < 0) & (alpha < 1.0))
-        b = 0.5 * (np.max(myg[up]) + np.min(myg[low]))
-    return np.clip(alpha, 0.0, 1.0), b, it + 1
+    tr, co = t > 0.5, t <= 0.5
+    n_t = int(tr.sum())
+    k_ss = K[np.ix_(tr, tr)].mean()
+    k_sc = K[np.ix_(tr, co)].mean(0)
+    Kr = np.block([[np.array([[k_ss]]), k_sc[None, :]], [k_sc[:, None], K[np.ix_(co, co)]]])
+    yr = np.r_[1.0, -np.ones(int(co.sum()))]
+    ar, b, it = _smo(np.outer(yr, yr) * Kr / lam, yr, np.r_[float(n_t), np.ones(int(co.sum()))], tol, max_iter)
+    alpha = np.zeros(n)
+    alpha[tr] = ar[0] / n_t
+    alpha[co] = ar[1:]
+    return alpha, b, it
 
 
 class SingleDatasetCInA:
