@@ -151,29 +151,33 @@ def draft_structure(cfg: TaskConfig, seeds: np.ndarray, attempts: np.ndarray, ge
     graph_mix = Mixture(g.families, ("erdos_renyi", "scale_free", "fixed"))
     fixed = g.nodes is not None and graph_mix.names == ["fixed"]
 
-    # -- per task: the scalar block, then the node-level uniforms
-    u16 = np.empty((n_tasks, 16))
-    n_nodes = np.empty(n_tasks, dtype=np.int64)
-    rest = []
-    for i, gen in enumerate(gens):
-        u = gen.random(16)
-        u16[i] = u
-        if fixed:
-            n = size
-            rest.append(gen.random(7 * n))
+    # -- per task: the scalar block, then the node-level uniforms (graph, hidden
+    # confounders, six per-node choices); J is known up front when fixed.
+    lo, hi = (size, size) if fixed else g.n_nodes
+    per_node = (lambda n: 7 * n) if fixed else (lambda n: n * n + 7 * n)
+    blocks = []
+    n_list = []
+    for gen in gens:
+        if lo == hi:
+            blocks.append(gen.random(16 + per_node(lo)))
+            n_list.append(lo)
         else:
-            n = int(_int_in(g.n_nodes, u[1]))
-            rest.append(gen.random(n * n + 7 * n))
-        n_nodes[i] = n
+            u = gen.random(16)
+            n = min(hi, lo + int(u[1] * (hi - lo + 1)))  # as _int_in
+            blocks.append(np.concatenate([u, gen.random(per_node(n))]))
+            n_list.append(n)
+    n_nodes = np.array(n_list, dtype=np.int64)
+    u16 = np.empty((n_tasks, 16))
     graph_u = np.zeros((n_tasks, size, size))
     hidden_u = np.ones((n_tasks, size))
     node_u = np.zeros((n_tasks, 6, size))
     for n in np.unique(n_nodes):
         idx = np.flatnonzero(n_nodes == n)
-        block = np.stack([rest[i] for i in idx])
-        e = 0 if fixed else n * n
+        block = np.stack([blocks[i] for i in idx])
+        u16[idx] = block[:, :16]
+        e = 16 if fixed else 16 + n * n
         if not fixed:
-            graph_u[idx, :n, :n] = block[:, :e].reshape(-1, n, n)
+            graph_u[idx, :n, :n] = block[:, 16:e].reshape(-1, n, n)
         hidden_u[idx, :n] = block[:, e : e + n]
         node_u[idx, :, :n] = block[:, e + n :].reshape(-1, 6, n)
 
@@ -335,16 +339,17 @@ def draw_parameters(cfg: TaskConfig, draft: Draft, n_pad: int) -> Noise:
 
     bits = np.zeros((n_tasks, size + 2, n_pad), dtype=np.uint32)
     blocks = {name: [] for name in sizes}
-    for b, gen in enumerate(draft.gens):
-        names = ["common"] + [MECHANISMS[c] for c in np.flatnonzero(used[b])]
-        n_param = sum(sizes[n] for n in names)
-        n_param += n_param % 2  # keep the noise on whole 64-bit words
-        rows = int(n_rows[b])
+    # the blocks each task draws: "common", then its families in MECHANISMS order
+    layouts = {}
+    for b, (gen, fams, rows) in enumerate(zip(draft.gens, map(tuple, used.tolist()), n_rows.tolist())):
+        if fams not in layouts:
+            names = ["common"] + [m for m, u in zip(MECHANISMS, fams) if u]
+            bounds = np.cumsum([0] + [sizes[n] for n in names]).tolist()
+            layouts[fams] = (names, bounds, bounds[-1] + bounds[-1] % 2)  # noise on whole 64-bit words
+        names, bounds, n_param = layouts[fams]
         raw = uniform_bits(gen, n_param + rows * n_pad)
-        pos = 0
-        for name in names:
-            blocks[name].append(raw[pos : pos + sizes[name]])
-            pos += sizes[name]
+        for k, name in enumerate(names):
+            blocks[name].append(raw[bounds[k] : bounds[k + 1]])
         bits[b, :rows] = raw[n_param:].reshape(rows, n_pad)
 
     for name, stack in blocks.items():

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from .config import MECHANISMS
-from .scm import INNER, ROOT, TREATMENT, BatchSCM, Calibration, calibrate_offset, propensity
+from .scm import INNER, ROOT, SKIP, TREATMENT, BatchSCM, Calibration, calibrate_offset, propensity
 
 F32 = np.float32
 LINEAR = MECHANISMS.index("linear")
@@ -72,14 +72,22 @@ class _Moments:
         return out, mean, std
 
 
-def simulate_linear(scm: BatchSCM, z: np.ndarray, n_units: np.ndarray, cal: Calibration):
+def simulate_linear(scm: BatchSCM, z: np.ndarray, n_units: np.ndarray, cal: Calibration, noise_bound: np.ndarray):
     """Factual sample and potential outcomes of linear tasks.
 
     z: (B, J + 2, N) the batch's noise rows per task (draft.Noise.z: node j in
     row j, the treatment's row holding uniforms, then ones on the real units and
-    zeros); n_units: (B,) real units. Fills `cal` (an empty Calibration for these
-    B tasks) and returns (node0 (B, J, N) every node in world do(T=0), y1 (B, N),
-    t (B, N) bool, propensity (B, N)).
+    zeros); n_units: (B,) real units; noise_bound: (B, J) the largest |noise|
+    node j's family can produce (noise.NOISE_BOUND). Fills `cal` (an empty
+    Calibration for these B tasks) and returns (node0 (B, J, N) every node in
+    world do(T=0), y1 (B, N), t (B, N) bool, propensity (B, N), ate (B,),
+    bound (B, J + 1)).
+
+    The population ATE is exact: the noise has mean zero, so E[Y(1) - Y(0)] is
+    the difference of the constant terms of y1 and y0. bound[:, r] bounds
+    |output row r| over all units (rows: the nodes, then y1), from
+    sum_k |a_rk| max|eps_k| + |constant|: QC needs no pass over the outputs
+    unless a bound exceeds its threshold.
     """
     n_tasks, n_nodes = scm.kind.shape
     n_pad = z.shape[-1]
@@ -102,6 +110,7 @@ def simulate_linear(scm: BatchSCM, z: np.ndarray, n_units: np.ndarray, cal: Cali
     w = scm.params["linear"]["w"].astype(np.float64)
     two = scm.two_worlds
     computed = scm.kind >= INNER
+    noisy = (scm.kind != SKIP) & (scm.kind != TREATMENT)
     score = np.zeros((n_tasks, n_nodes + 2))
 
     # 1. nodes that do not descend from T (they never involve t), T's score
@@ -136,14 +145,17 @@ def simulate_linear(scm: BatchSCM, z: np.ndarray, n_units: np.ndarray, cal: Cali
         _noise_and_outcome(scm, j, sel, sig, coef, moments, cal)
 
     # outputs: world 0 (t := 0) for every node, then y1, in one product with [eps; 1]
-    y1 = _world1_outcome(scm, coef, moments, cal)
-    a = np.concatenate([coef[:, :n_nodes, : const + 1], y1[:, None, : const + 1]], axis=1).astype(F32)
+    y1_coef = _world1_outcome(scm, coef, moments, cal)
+    a = np.concatenate([coef[:, :n_nodes, : const + 1], y1_coef[:, None, : const + 1]], axis=1).astype(F32)
     z[rows, scm.treatment] = 0.0  # T's own row carries no noise (its coefficients are 0 anyway)
     out = np.matmul(a, z[:, : const + 1])
     y1 = out[:, n_nodes]
     same = ~two[rows, scm.outcome]  # zero-effect tasks: y1 is y0, exactly
     y1[same] = out[same, scm.outcome[same]]
-    return out[:, :n_nodes], y1, t, e
+    ate = y1_coef[:, const] - coef[rows, scm.outcome, const]
+    scale = np.concatenate([np.where(noisy, noise_bound, 0.0), np.ones((n_tasks, 1))], axis=1)
+    bound = np.einsum("brk,bk->br", np.abs(a.astype(np.float64)), scale) * (1 + 1e-4)
+    return out[:, :n_nodes], y1, t, e, ate, bound
 
 
 def _noise_and_outcome(scm, j, sel, sig, coef, moments, cal):

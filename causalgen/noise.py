@@ -18,7 +18,7 @@ from .config import NOISE_FAMILIES
 F32 = np.float32
 _TWO_PI = F32(2.0 * np.pi)
 #: rows transformed at a time: keeps Box-Muller's temporaries in cache
-_CHUNK = 1 << 14
+_CHUNK = 1 << 16
 
 
 def uniform_bits(rng: np.random.Generator, count: int) -> np.ndarray:
@@ -138,3 +138,23 @@ def noise_from_uniforms(u: np.ndarray, family_codes: np.ndarray) -> np.ndarray:
         else:
             out[rows] = fn(u[rows])
     return out
+
+
+def _bounds() -> np.ndarray:
+    """Largest |noise| each family can produce: uniforms lie in
+    [2**-24, 1 - 2**-24] and every transform is monotone in them (Box-Muller's
+    radius in its first uniform, |cos|, |sin| <= 1). A small margin covers
+    float32 rounding."""
+    ends = np.array([2.0**-24, 1.0 - 2.0**-24], dtype=F32)
+    out = []
+    for name in NOISE_FAMILIES:
+        if name == "gaussian":
+            b = float(np.sqrt(-2.0 * np.log(2.0**-24)))
+        else:
+            b = float(np.abs(TRANSFORMS[name](ends).astype(np.float64)).max())
+        out.append(b * 1.001)
+    return np.array(out)
+
+
+#: (families,) max |noise| per family (see `_bounds`); bounds linear outputs in QC
+NOISE_BOUND = _bounds()

@@ -20,6 +20,7 @@ A task's arrays never depend on which other tasks share its batch, so
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
@@ -27,14 +28,16 @@ import numpy as np
 from .ate import analytic, monte_carlo_ate
 from .config import MECHANISMS, NOISE_FAMILIES, TaskConfig, load_config
 from .draft import Draft, draft_structure, draw_parameters, padded_units
+from . import qc
 from .linear import is_linear, simulate_linear
+from .noise import NOISE_BOUND
 from .scm import INNER, OUTCOME, ROOT, SKIP, TREATMENT, Calibration, linear_ate, simulate
 from .streams import task_generators
 from .task import Task
 
 F32 = np.float32
 #: tasks simulated together (bounds memory: RFF needs R x K x N floats per node)
-BATCH_SIZE = 64
+BATCH_SIZE = 256
 #: tasks drafted together (structure only: small arrays)
 DRAFT_SIZE = 1024
 #: set False to send linear tasks through the generic simulator (tests compare both)
@@ -48,47 +51,73 @@ class SamplingError(RuntimeError):
 # ------------------------------------------------------------------ simulation
 
 
-def _simulate(draft: Draft, n_pad: int, noise, fast: bool):
-    """Factual sample and potential outcomes of a drafted batch.
+@dataclass
+class _Outputs:
+    """What the simulators produce for a batch (see `_simulate`)."""
 
-    Returns (cal, node0 (B, J, N) every node in world do(T=0), y1 (B, N),
-    t (B, N) bool, propensity (B, N)).
-    """
+    cal: Calibration
+    node0: np.ndarray  # (B, J, N) every node in world do(T=0)
+    y0: np.ndarray  # (B, N)
+    y1: np.ndarray  # (B, N)
+    t: np.ndarray  # (B, N) bool
+    e: np.ndarray  # (B, N) propensity
+    exact: np.ndarray  # (B,) population ATE of fast-path tasks, NaN for the others
+    bound: np.ndarray  # (B, J + 1) bound on |node0 rows|, |y1| (inf where unknown)
+
+
+def _simulate(draft: Draft, n_pad: int, noise, fast: bool) -> _Outputs:
+    """Factual sample and potential outcomes of a drafted batch: linear tasks
+    through linear.py (if `fast`), the others through scm.simulate."""
     scm = draft.scm
     n_tasks, n_nodes = scm.kind.shape
-    cal = Calibration.empty(n_tasks, n_nodes)
     lin = is_linear(scm) if fast else np.zeros(n_tasks, bool)
-    node0 = np.empty((n_tasks, n_nodes, n_pad), F32)
-    y1 = np.empty((n_tasks, n_pad), F32)
-    t = np.empty((n_tasks, n_pad), bool)
-    e = np.empty((n_tasks, n_pad), F32)
+    parts = []
     for idx, linear in ((np.flatnonzero(lin), True), (np.flatnonzero(~lin), False)):
         if len(idx) == 0:
             continue
-        sub = draft if len(idx) == n_tasks else draft.take(idx)
-        sub_cal = cal if len(idx) == n_tasks else Calibration.empty(len(idx), n_nodes)
+        whole = len(idx) == n_tasks
+        sub = draft if whole else draft.take(idx)
+        cal = Calibration.empty(len(idx), n_nodes)
         if linear:
-            z = noise.z if len(idx) == n_tasks else noise.z[idx]
-            x0, x1, tt, ee = simulate_linear(sub.scm, z, sub.n_units, sub_cal)
+            z = noise.z if whole else noise.z[idx]
+            bound = NOISE_BOUND[sub.noise_family]
+            node0, y1, t, e, exact, bound = simulate_linear(sub.scm, z, sub.n_units, cal, bound)
         else:
-            sim = simulate(sub.scm, noise.eps, noise.row[idx], sub.n_units, sub_cal, calibrate=True)
-            x0 = sim.values[0, :, :n_nodes]
-            x1 = sim.values[1, np.arange(len(idx)), sub.scm.outcome]
-            tt, ee = sim.t, sim.propensity
-        node0[idx], y1[idx], t[idx], e[idx] = x0, x1, tt, ee
-        if sub_cal is not cal:
-            for key in cal.mean:
-                cal.mean[key][idx] = sub_cal.mean[key]
-                cal.std[key][idx] = sub_cal.std[key]
-            cal.offset[idx] = sub_cal.offset
-    return cal, node0, y1, t, e
+            sim = simulate(sub.scm, noise.eps, noise.row[idx], sub.n_units, cal, calibrate=True)
+            node0 = sim.values[0, :, :n_nodes]
+            y1 = sim.values[1, np.arange(len(idx)), sub.scm.outcome]
+            t, e = sim.t, sim.propensity
+            exact = np.full(len(idx), np.nan)
+            bound = np.full((len(idx), n_nodes + 1), np.inf)
+        y0 = node0[np.arange(len(idx)), sub.scm.outcome]
+        out = _Outputs(cal, node0, y0, y1, t, e, exact, bound)
+        if whole:
+            return out
+        parts.append((idx, out))
+    merged = {}
+    for name in ("node0", "y0", "y1", "t", "e", "exact", "bound"):
+        first = getattr(parts[0][1], name)
+        merged[name] = np.empty((n_tasks,) + first.shape[1:], first.dtype)
+        for idx, out in parts:
+            merged[name][idx] = getattr(out, name)
+    cal = Calibration.empty(n_tasks, n_nodes)
+    for idx, out in parts:
+        for key in cal.mean:
+            cal.mean[key][idx] = out.cal.mean[key]
+            cal.std[key][idx] = out.cal.std[key]
+        cal.offset[idx] = out.cal.offset
+    return _Outputs(cal=cal, **merged)
 
 
-def _ground_truth(cfg: TaskConfig, draft: Draft, cal: Calibration):
-    """(ate, ate_se, mc_units, closed_form) per task."""
+def _ground_truth(cfg: TaskConfig, draft: Draft, cal: Calibration, exact: np.ndarray):
+    """(ate, ate_se, mc_units, closed_form) per task; `exact` holds the ATE
+    the linear fast path already found (NaN elsewhere)."""
     n_tasks = len(draft)
     closed = analytic(draft) if cfg.ate_method == "auto" else np.zeros(n_tasks, bool)
-    ate = linear_ate(draft.scm, cal, closed) if closed.any() else np.full(n_tasks, np.nan)
+    ate = np.where(closed, exact, np.nan)
+    todo = closed & np.isnan(exact)
+    if todo.any():
+        ate[todo] = linear_ate(draft.scm, cal, todo)[todo]
     se = np.zeros(n_tasks)
     units = np.zeros(n_tasks, dtype=np.int64)
     mc = np.flatnonzero(~closed)
@@ -100,50 +129,28 @@ def _ground_truth(cfg: TaskConfig, draft: Draft, cal: Calibration):
 # ------------------------------------------------------------------ quality control
 
 
-def _peak(a: np.ndarray, n_units: np.ndarray) -> np.ndarray:
-    """max |a| over each task's real units: a (B, ..., N) -> (B, ...); NaN if
-    any value there is NaN. Units are padded by < 64 at the end, so only that
-    tail needs a mask."""
-    lo = int(n_units.min())
-    head = a[..., :lo]
-    peak = np.maximum(np.abs(head.max(axis=-1)), np.abs(head.min(axis=-1)))
-    if lo < a.shape[-1]:
-        valid = np.arange(lo, a.shape[-1])[None, :] < n_units[:, None]
-        valid = valid.reshape(valid.shape[:1] + (1,) * (a.ndim - 2) + valid.shape[1:])
-        tail = np.where(valid, a[..., lo:], 0)  # zeros never raise the peak
-        peak = np.maximum(peak, np.maximum(np.abs(tail.max(axis=-1)), np.abs(tail.min(axis=-1))))
-    return peak
-
-
-def _qc(cfg: TaskConfig, draft: Draft, node0, y0, y1, t, e, mask, ate) -> list:
-    """A rejection reason (str) or None per task, checked in the order x, y0, y1,
-    propensity (non-finite / exploding), arms, outcome spread, ATE."""
-    q = cfg.qc
-    n_units = draft.n_units
-    x_peak = np.where(draft.roles.observed, _peak(node0, n_units), F32(0.0)).max(axis=1)
-    peaks = [x_peak, _peak(y0, n_units), _peak(y1, n_units), _peak(e, n_units)]
-    n = mask.sum(axis=1)
-    n_treated = (t & (mask > 0)).sum(axis=1)
-    y = np.where(t, y1, y0).astype(np.float64) * mask
-    mean = y.sum(axis=1) / n
-    std = np.sqrt((np.square(y - mean[:, None]) * mask).sum(axis=1) / n)
-    # first failing check per task, in order (vectorised; lists for the loop)
-    peaks = np.stack(peaks)  # (4, B)
-    bad = ~np.isfinite(peaks) | (peaks > q.max_abs_value)
-    first = np.argmax(bad, axis=0)
-    peak_reason = np.where(np.isfinite(peaks[first, np.arange(len(first))]), "exploding_values", "non_finite")
-    checks = [
-        (bad.any(axis=0), peak_reason),
-        ((n_treated < q.min_units_per_arm) | (n - n_treated < q.min_units_per_arm), "single_treatment_arm"),
-        (std < q.min_outcome_std, "degenerate_outcome"),
-        (~np.isfinite(ate), "non_finite"),
-    ]
-    reasons = [None] * len(draft)
-    for failed, reason in reversed(checks):  # earlier checks overwrite later ones
-        names = np.broadcast_to(np.asarray(reason, dtype=object), failed.shape)
-        for b in np.flatnonzero(failed).tolist():
-            reasons[b] = str(names[b])
-    return reasons
+def _peaks(cfg: TaskConfig, draft: Draft, out: _Outputs) -> np.ndarray:
+    """(4, B) max |.| of x, y0, y1, propensity over the real units. Where the
+    linear fast path's bounds already prove x, y0 and y1 finite and below
+    qc.max_abs_value, the bound stands in for the peak (no pass over the data)."""
+    n_tasks, n_nodes = draft.scm.kind.shape
+    rows = np.arange(n_tasks)
+    observed = draft.roles.observed
+    bounds = np.stack([
+        np.where(observed, out.bound[:, :n_nodes], 0.0).max(axis=1),
+        out.bound[rows, draft.scm.outcome], out.bound[:, n_nodes],
+    ])
+    peaks = np.empty((4, n_tasks))
+    peaks[3] = qc.peak(out.e, draft.n_units)
+    proven = np.all(bounds <= cfg.qc.max_abs_value, axis=0)
+    peaks[:3, proven] = bounds[:, proven]
+    todo = np.flatnonzero(~proven)
+    if len(todo):
+        n_units = draft.n_units[todo]
+        peaks[0, todo] = np.where(observed[todo], qc.peak(out.node0[todo], n_units), 0.0).max(axis=1)
+        peaks[1, todo] = qc.peak(out.y0[todo], n_units)
+        peaks[2, todo] = qc.peak(out.y1[todo], n_units)
+    return peaks
 
 
 # ------------------------------------------------------------------ task records
@@ -166,23 +173,11 @@ def _label_codes(draft: Draft):
     return mech, noise
 
 
-def _records(cfg, draft, node0, y0, y1, t, e, mask, truth, reasons) -> list:
+def _records(cfg: TaskConfig, draft: Draft, out: _Outputs, stats: qc.Summaries, truth, reasons) -> list:
+    """A Task per accepted task (its reason string otherwise)."""
     ate, ate_se, units, closed = truth
     scm, roles = draft.scm, draft.roles
-    n_tasks = len(draft)
-    valid = mask > 0
-    n = mask.sum(axis=1).astype(np.float64)
-    ite = (y1.astype(np.float64) - y0) * mask
-    n_treated = (t & valid).sum(axis=1)
-    sate = ite.sum(axis=1) / n
-    att = (ite * t).sum(axis=1) / np.maximum(n_treated, 1)
-    e_min = np.where(valid, e, np.inf).min(axis=1)
-    e_max = np.where(valid, e, -np.inf).max(axis=1)
-    outside = (((e < 0.05) | (e > 0.95)) & valid).sum(axis=1) / n
     mech_code, noise_code = _label_codes(draft)
-    noise_scale = np.round(scm.noise_scale.astype(np.float64), 6).tolist()
-    y_all = np.where(t, y1, y0)
-    t_all = t.astype(np.int8)
     inner = (scm.kind == INNER) | (scm.kind == OUTCOME)
     used = np.stack([(inner & (scm.family == c)).any(axis=1) for c in range(len(MECHANISMS))], axis=1)
     n_used = used.sum(axis=1)
@@ -190,14 +185,20 @@ def _records(cfg, draft, node0, y0, y1, t, e, mask, truth, reasons) -> list:
                          np.where(n_used > 1, "mixed", "none")).tolist()
     mech_labels = np.array(_MECH_LABELS, dtype=object)[mech_code].tolist()
     noise_labels = np.array(_NOISE_LABELS, dtype=object)[noise_code].tolist()
+    t_int8 = out.t.view(np.int8)  # bool -> 0/1 bytes without a copy
+    cov_task, cov_node = np.nonzero(roles.observed)
+    covariates = np.split(cov_node, np.cumsum(np.bincount(cov_task, minlength=len(draft)))[:-1])
     # per-task scalars as Python lists: indexing lists is far cheaper than numpy scalars
-    seeds, attempts = draft.seeds.tolist(), draft.attempts.tolist()
-    n_nodes, n_units = draft.n_nodes.tolist(), draft.n_units.tolist()
-    t_node, y_node = scm.treatment.tolist(), scm.outcome.tolist()
-    closed, units, ate, ate_se = closed.tolist(), units.tolist(), ate.tolist(), ate_se.tolist()
-    sate, att, n_treated, n = sate.tolist(), att.tolist(), n_treated.tolist(), n.tolist()
-    e_min, e_max, outside = e_min.tolist(), e_max.tolist(), outside.tolist()
-    hyper = {
+    col = {
+        "seed": draft.seeds.tolist(), "attempt": draft.attempts.tolist(),
+        "graph_family": draft.graph_family, "n_nodes": draft.n_nodes.tolist(),
+        "treatment_node": scm.treatment.tolist(), "outcome_node": scm.outcome.tolist(),
+        "mechanism": mechanism,
+        "ate_method": np.where(closed, "closed_form", "monte_carlo").tolist(), "ate_mc_units": units.tolist(),
+        "adjustment_set": roles.adjustment_sets,
+        "propensity_min": stats.e_min.tolist(), "propensity_max": stats.e_max.tolist(),
+        "propensity_outside_0.05_0.95": stats.outside.tolist(),
+        "treated_share": (stats.n_treated / draft.n_units).tolist(),
         "expected_parents": draft.expected_parents.tolist(),
         "hidden_confounder_fraction": draft.hidden_fraction.tolist(),
         "confounding_strength": scm.strength.astype(np.float64).tolist(),
@@ -206,58 +207,55 @@ def _records(cfg, draft, node0, y0, y1, t, e, mask, truth, reasons) -> list:
         "heterogeneity": scm.eta.astype(np.float64).tolist(),
         "zero_effect": roles.zero_effect.tolist(),
     }
+    noise_scale = np.round(scm.noise_scale.astype(np.float64), 6).tolist()
+    n_nodes, n_units = col["n_nodes"], draft.n_units.tolist()
+    ate, ate_se, sate, att = ate.tolist(), ate_se.tolist(), stats.sate.tolist(), stats.att.tolist()
     identifiable = roles.identifiable.tolist()
-    out = []
-    for b in range(n_tasks):
-        if reasons[b] is not None:
-            out.append(reasons[b])
+    names = list(draft.node_names) if draft.node_names is not None else None
+    tasks = []
+    for b, reason in enumerate(reasons):
+        if reason is not None:
+            tasks.append(reason)
             continue
         j, nb = n_nodes[b], n_units[b]
         meta = {
-            "seed": seeds[b],
-            "attempt": attempts[b],
-            "config_name": cfg.name,
-            "graph_family": draft.graph_family[b],
-            "n_nodes": j,
-            "treatment_node": t_node[b],
-            "outcome_node": y_node[b],
-            "mechanism": mechanism[b],
-            "node_mechanisms": mech_labels[b][:j],
-            "node_noise": noise_labels[b][:j],
-            "noise_scale": noise_scale[b][:j],
-            "ate_method": "closed_form" if closed[b] else "monte_carlo",
-            "ate_mc_units": units[b],
-            "adjustment_set": roles.adjustment_sets[b],
-            "propensity_min": e_min[b],
-            "propensity_max": e_max[b],
-            "propensity_outside_0.05_0.95": outside[b],
-            "treated_share": n_treated[b] / n[b],
-            **{k: v[b] for k, v in hyper.items()},
+            "seed": col["seed"][b], "attempt": col["attempt"][b], "config_name": cfg.name,
+            "graph_family": col["graph_family"][b], "n_nodes": j,
+            "treatment_node": col["treatment_node"][b], "outcome_node": col["outcome_node"][b],
+            "mechanism": col["mechanism"][b], "node_mechanisms": mech_labels[b][:j],
+            "node_noise": noise_labels[b][:j], "noise_scale": noise_scale[b][:j],
         }
-        if draft.node_names is not None:
-            meta["node_names"] = list(draft.node_names)
-        covariates = np.flatnonzero(roles.observed[b])
-        out.append(Task(
-            x=np.ascontiguousarray(node0[b, covariates, :nb].T), t=t_all[b, :nb].copy(),
-            y=y_all[b, :nb].copy(), y0=y0[b, :nb].copy(), y1=y1[b, :nb].copy(), propensity=e[b, :nb].copy(),
-            ate=ate[b], ate_se=ate_se[b], sate=sate[b], att=att[b],
+        for key in _META_AFTER:
+            meta[key] = col[key][b]
+        if names is not None:
+            meta["node_names"] = list(names)
+        cov = covariates[b]
+        tasks.append(Task(
+            x=np.ascontiguousarray(out.node0[b, cov, :nb].T), t=t_int8[b, :nb].copy(),
+            y=stats.y[b, :nb].copy(), y0=out.y0[b, :nb].copy(), y1=out.y1[b, :nb].copy(),
+            propensity=out.e[b, :nb].copy(), ate=ate[b], ate_se=ate_se[b], sate=sate[b], att=att[b],
             adjacency=roles.adjacency[b, :j, :j].copy(), roles=roles.roles[b, :j].copy(),
-            covariate_nodes=covariates.astype(np.int32), identifiable=identifiable[b], meta=meta,
+            covariate_nodes=cov.astype(np.int32), identifiable=identifiable[b], meta=meta,
         ))
-    return out
+    return tasks
+
+
+_META_AFTER = (
+    "ate_method", "ate_mc_units", "adjustment_set", "propensity_min", "propensity_max",
+    "propensity_outside_0.05_0.95", "treated_share", "expected_parents", "hidden_confounder_fraction",
+    "confounding_strength", "treated_share_target", "effect_size", "heterogeneity", "zero_effect",
+)
 
 
 def _simulate_group(cfg: TaskConfig, draft: Draft) -> list:
     """Simulate drafted tasks with equal padded size. Returns list of Task | str."""
     n_pad = int(padded_units(draft.n_units).max())
     noise = draw_parameters(cfg, draft, n_pad)
-    cal, node0, y1, t, e = _simulate(draft, n_pad, noise, LINEAR_FAST_PATH)
-    truth = _ground_truth(cfg, draft, cal)
-    rows = np.arange(len(draft))
-    y0 = node0[rows, draft.scm.outcome]
-    mask = (np.arange(n_pad)[None, :] < draft.n_units[:, None]).astype(F32)
-    reasons = _qc(cfg, draft, node0, y0, y1, t, e, mask, truth[0])
-    return _records(cfg, draft, node0, y0, y1, t, e, mask, truth, reasons)
+    out = _simulate(draft, n_pad, noise, LINEAR_FAST_PATH)
+    truth = _ground_truth(cfg, draft, out.cal, out.exact)
+    stats = qc.summarise(out.y0, out.y1, out.t, out.e, draft.n_units)
+    reasons = qc.rejections(cfg, _peaks(cfg, draft, out), stats, draft.n_units, truth[0])
+    return _records(cfg, draft, out, stats, truth, reasons)
 
 
 # ------------------------------------------------------------------ public API

@@ -166,7 +166,9 @@ def calibrate_offset(score, strength, share, mask, n, tol=1e-5, max_iter=10):
     np.clip(a, F32(-80.0), F32(80.0), out=a)  # beyond this sigmoid is saturated anyway
     q = np.exp(np.negative(a, out=a), out=a)
     q[mask == 0] = np.inf
-    o = np.log(share / (F32(1.0) - share)).astype(F32)
+    # Start from the probit approximation for a standardised score:
+    # mean sigmoid(k s + o) ~ sigmoid(o / sqrt(1 + pi k^2 / 8)); a few steps then suffice.
+    o = (np.log(share / (F32(1.0) - share)) * np.sqrt(F32(1.0) + F32(np.pi / 8) * strength * strength)).astype(F32)
     active = np.arange(len(o))
     for _ in range(max_iter):
         qa = q if len(active) == len(o) else q[active]

@@ -390,3 +390,18 @@ def test_adaptive_monte_carlo_stops_at_the_tolerance_or_the_cap():
     assert len(set(units.tolist())) > 1, "some tasks should need more rounds than others"
     full = sample_tasks(cfg.replace(ate_mc_tolerance=0.0), range(3))
     assert all(t.meta["ate_mc_units"] == 8192 for t in full)
+
+
+def test_linear_qc_bounds_reject_exactly_like_the_generic_path(monkeypatch):
+    # The fast path skips QC's pass over x, y0, y1 when coefficient bounds prove
+    # them small; with a tight threshold the bounds fail and real peaks decide.
+    import causalgen.sampler as sampler
+
+    cfg = load_config("er5000-linear").replace(**{"qc.max_abs_value": 3.5, "qc.max_attempts": 60})
+    fast = sample_tasks(cfg, range(30))
+    monkeypatch.setattr(sampler, "LINEAR_FAST_PATH", False)
+    generic = sample_tasks(cfg, range(30))
+    assert sum(t.meta["qc_rejections"].get("exploding_values", 0) for t in fast) > 10
+    for a, b in zip(fast, generic):
+        assert a.meta["qc_rejections"] == b.meta["qc_rejections"]
+        assert np.abs(a.x).max() <= 3.5 and np.abs(a.y1).max() <= 3.5
