@@ -17,7 +17,10 @@ Batch contract (B tasks, N padded units, d padded covariates)::
     y_loc, y_scale (B,)     float32  mean and std of the task's observed y (0 / 1 if not standardised)
     task_index    (B,)      int64    corpus index of each task
 
-Padding is 0 everywhere. Optional fields (``extras=``): see `EXTRA_FIELDS`.
+Padding is 0 / False in these fields. Optional fields (``extras=``): see `EXTRA_FIELDS`.
+Batches built in DataLoader workers carve their tensors out of two shared-memory blocks (per-task
+vectors, and the rest), so keeping one (B, N) tensor keeps that batch's whole block alive:
+``.clone()`` what you hold on to.
 
 The epoch plan is a pure function of (seed, epoch, world size, rank, number of DataLoader
 workers, manifest, selection, batching options); no shard is opened to make it:
@@ -51,7 +54,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -72,7 +74,6 @@ __all__ = [
     "ShardReadError",
     "TaskLoader",
     "TaskStream",
-    "plan_epoch",
     "select_tasks",
 ]
 
@@ -439,7 +440,8 @@ def _allocate(spec: Mapping[str, tuple[tuple[int, ...], Any, Any]], shared: bool
     dtypes = {name: np.dtype(dt) for name, (_, dt, _) in spec.items()}
     sizes = {name: int(np.prod(shape)) * dtypes[name].itemsize for name, (shape, _, _) in spec.items()}
     tensors: dict[str, torch.Tensor] = {}
-    if shared and hasattr(torch.UntypedStorage, "_new_shared"):  # private API: fall back if it goes
+    zeroed = shared and hasattr(torch.UntypedStorage, "_new_shared")  # private API: fall back if it goes
+    if zeroed:
         for group in ([n for n, (sh, _, _) in spec.items() if len(sh) == 1], [n for n, (sh, _, _) in spec.items() if len(sh) > 1]):
             offsets, total = {}, 0
             for name in group:
@@ -454,7 +456,10 @@ def _allocate(spec: Mapping[str, tuple[tuple[int, ...], Any, Any]], shared: bool
             tensors[name] = torch.from_numpy(np.empty(shape, dtypes[name]))
     arrays = {name: t.numpy() for name, t in tensors.items()}
     for name, (_, _, fill) in spec.items():
-        arrays[name].fill(fill)
+        # A new shared-memory segment is zero-filled by the kernel (POSIX ftruncate), and not
+        # writing the padding spares the page faults on it, which dominate in a VM.
+        if fill != 0 or not zeroed:
+            arrays[name].fill(fill)
     return tensors, arrays
 
 
@@ -562,9 +567,9 @@ class TaskStream(IterableDataset):
     def _make_layout(self, split, where) -> _Layout:
         m = self.corpus.manifest
         columns = self.corpus.columns
+        # An empty selection is allowed (an empty validation split): with drop_last=False it
+        # yields nothing, with drop_last=True planning says there is no full batch.
         keep = select_tasks(columns, split=split, where=where)
-        if not keep.any():
-            raise ValueError(f"TaskStream: no task of {self.corpus.root} passes the filters (split={split!r}, where={where!r})")
         counts = np.asarray([r.num_tasks for r in m.shards], dtype=np.int64)
         if counts.sum() != len(keep):
             raise ValueError(f"TaskStream: {self.corpus!r} lists {counts.sum()} tasks in its shards but {len(keep)} in its columns")
@@ -650,6 +655,7 @@ class TaskStream(IterableDataset):
             self._shared[0] = int(epoch)
             self._shared[1] = 0
             self._loaded = False
+            self._expect_workers = None  # a new epoch may use any worker count
 
     def plan(self, epoch: int | None = None, num_workers: int = 0) -> EpochPlan:
         """The epoch plan of every rank for `num_workers` DataLoader workers (cached)."""
@@ -697,6 +703,8 @@ class TaskStream(IterableDataset):
 
     def state_dict(self, batches_done: int | None = None) -> dict[str, Any]:
         """The resume position of this rank (plain ints and strings; save it with the model).
+
+        Exact for the same code and numpy version (the plan's shuffles use numpy's Generator).
 
         batches_done: batches of the current epoch the training loop has consumed; by default the
         count kept by `TaskLoader` (or by iterating the stream in this process). Pass it when
@@ -760,6 +768,7 @@ class TaskStream(IterableDataset):
         if self.batches_done >= self.batches_per_epoch(num_workers) and not self._loaded:
             self._shared[1] = 0
         self._loaded = False
+        self._expect_workers = num_workers
 
     def _count(self, n: int = 1) -> None:
         self._shared[1] += n

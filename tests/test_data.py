@@ -26,7 +26,7 @@ import causalgen
 from causalgen.corpus import Corpus, open_corpus
 from causalgen.generate import CorpusSpec, generate_corpus
 from causalgen.splits import split_of
-from cina.data import BATCH_FIELDS, EXTRA_FIELDS, ShardReadError, TaskLoader, TaskStream, _resume_point, plan_epoch
+from cina.data import BATCH_FIELDS, EXTRA_FIELDS, ShardReadError, TaskLoader, TaskStream, _resume_point, plan_epoch  # plan_epoch: internal
 
 N_TASKS, SHARD = 96, 12
 HERE = Path(__file__).resolve().parent
@@ -357,8 +357,8 @@ def test_filters_on_manifest_columns_select_exactly_the_matching_tasks(corpus, t
     assert sorted(ids(run(big))) == cols["task_index"][cols["n_units"] * cols["n_covariates"] > 400].tolist()
     with pytest.raises(ValueError, match="unknown column"):
         TaskStream(corpus, 3, seed=0, where={"colour": "red"})
-    with pytest.raises(ValueError, match="no task"):
-        TaskStream(corpus, 3, seed=0, where={"n_covariates": ("<", 0)})
+    empty = TaskStream(corpus, 3, seed=0, where={"n_covariates": ("<", 0)}, drop_last=False)
+    assert empty.num_tasks == 0 and run(empty, 2) == [] and empty.batches_per_epoch() == 0
 
 
 def test_filters_plan_without_opening_shards(corpus_path, tmp_path):
