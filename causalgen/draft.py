@@ -337,7 +337,8 @@ def draw_parameters(cfg: TaskConfig, draft: Draft, n_pad: int) -> Noise:
     simulated = scm.kind != SKIP
     n_rows = size - np.argmax(simulated[:, ::-1], axis=1)  # up to the last simulated node
 
-    bits = np.zeros((n_tasks, size + 2, n_pad), dtype=np.uint32)
+    bits = np.empty((n_tasks, size + 2, n_pad), dtype=np.uint32)
+    bits[np.arange(size + 2)[None, :] >= n_rows[:, None]] = 0  # rows not drawn: any finite noise
     blocks = {name: [] for name in sizes}
     # the blocks each task draws: "common", then its families in MECHANISMS order
     layouts = {}

@@ -12,13 +12,13 @@ parameters come from Box-Muller on the block's second part (noise.py).
 
 Evaluation. Evaluators work on "rows": one row is one (task, world) pair of the
 node being simulated, so nodes whose value is the same in both worlds are
-computed once. ``parents`` is (R, S, N) float32 (padded slots hold the zero
-dummy node), per-row parameters are (R, ...), the result is (R, N) float32.
+computed once. Parent values come as `Parents` (no padding), per-row
+parameters are (R, ...), the result is (R, N) float32.
 
 Batch invariance: results for one row never depend on the other rows, bit for
-bit. Elementwise work is accumulated over slots in a fixed order (padded slots
-add exact zeros); matrix products run per row on the task's own number of
-parents (`n_parents`), so BLAS sees identical shapes batched or not.
+bit. Weighted sums run over a row's own parents in slot order; matrix products
+run per row on the task's own number of parents, so BLAS sees identical shapes
+batched or not.
 """
 
 from __future__ import annotations
@@ -174,10 +174,92 @@ def params_from_uniforms(name: str, block: np.ndarray, n_slots: np.ndarray, n_no
 # ------------------------------------------------------------------ evaluators
 
 
+class Parents:
+    """The parent values of one node for R rows, without padding.
+
+    Rows differ in their number of parents, and a batch's largest in-degree is
+    often twice the typical one, so padding every row to it would double the
+    work of the weighted sums. Instead the rows are ordered by parent count,
+    most first (`order`), and slot s is one contiguous block holding the s-th
+    parent of the first R_s rows of that order (those with more than s parents).
+
+    count: (R,) parents per row (in the caller's row order); blocks: list of
+    (R_s, N) arrays, R_0 >= R_1 >= ...
+    """
+
+    def __init__(self, blocks: list, order: np.ndarray, count: np.ndarray, n_units: int):
+        self.blocks = blocks
+        self.order = order
+        self.count = count
+        self.n_units = n_units
+        self.rank = np.empty_like(order)
+        self.rank[order] = np.arange(len(order))
+
+    @classmethod
+    def gather(cls, values: np.ndarray, world: np.ndarray, task: np.ndarray, slots: np.ndarray,
+               count: np.ndarray) -> "Parents":
+        """From node values (W, B, J, N): row r is (world[r], task[r]) and its
+        parents are slots[r, :count[r]]."""
+        order = np.argsort(-count, kind="stable")
+        w, b, sl = world[order], task[order], slots[order]
+        sizes = np.count_nonzero(count[:, None] > np.arange(int(count.max(initial=0)))[None, :], axis=0)
+        blocks = [values[w[:r], b[:r], sl[:r, s]] for s, r in enumerate(sizes.tolist())]
+        return cls(blocks, order, count, values.shape[-1])
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.count)
+
+    def _unsort(self, sorted_rows: np.ndarray) -> np.ndarray:
+        if np.array_equal(self.order, np.arange(self.n_rows)):
+            return sorted_rows
+        out = np.empty_like(sorted_rows)
+        out[self.order] = sorted_rows
+        return out
+
+    def weighted_sum(self, w: np.ndarray) -> np.ndarray:
+        """sum_s w[r, s] * parent_s of row r, summed in slot order: (R, N).
+        w: (R, S) weights by slot (slots beyond a row's count are ignored)."""
+        ws = w[self.order]
+        out = np.zeros((self.n_rows, self.n_units), dtype=F32) if not self.blocks or \
+            len(self.blocks[0]) < self.n_rows else np.empty((self.n_rows, self.n_units), dtype=F32)
+        if self.blocks:
+            n0 = len(self.blocks[0])
+            np.multiply(self.blocks[0], ws[:n0, 0, None], out=out[:n0])
+            tmp = np.empty_like(self.blocks[0])
+            for s in range(1, len(self.blocks)):
+                r = len(self.blocks[s])
+                np.multiply(self.blocks[s], ws[:r, s, None], out=tmp[:r])
+                out[:r] += tmp[:r]
+        return self._unsort(out)
+
+    def take(self, rows: np.ndarray) -> "Parents":
+        """The parents of `rows` only (an index array, in the new row order)."""
+        rank = self.rank[rows]
+        sub_order = np.argsort(rank, kind="stable")  # by count, most first
+        ranked = rank[sub_order]
+        blocks = [blk[ranked[ranked < len(blk)]] for blk in self.blocks]
+        blocks = [blk for blk in blocks if len(blk)]
+        return Parents(blocks, sub_order, self.count[rows], self.n_units)
+
+    def row(self, r: int) -> np.ndarray:
+        """(s, N) parents of row r."""
+        k = self.rank[r]
+        return np.stack([self.blocks[s][k] for s in range(int(self.count[r]))]) if self.count[r] \
+            else np.zeros((0, self.n_units), dtype=F32)
+
+    def padded(self) -> np.ndarray:
+        """(R, S, N) with zero rows in the unused slots (S = largest count, >= 1)."""
+        out = np.zeros((self.n_rows, max(1, len(self.blocks)), self.n_units), dtype=F32)
+        for s, blk in enumerate(self.blocks):
+            out[self.order[: len(blk)], s] = blk
+        return out
+
+
 def weighted_sum(parents: np.ndarray, w: np.ndarray) -> np.ndarray:
     """sum_s w[r, s] * parents[r, s, :] accumulated in slot order.
 
-    parents: (R, S, N); w: (R, S') with S' >= S (extra slots ignored). Returns (R, N).
+    parents: (R, S, N) padded; w: (R, S') with S' >= S (extra slots ignored).
     """
     out = parents[:, 0] * w[:, 0, None]
     tmp = np.empty_like(out)
@@ -187,18 +269,19 @@ def weighted_sum(parents: np.ndarray, w: np.ndarray) -> np.ndarray:
     return out
 
 
-def eval_linear(parents, p, n_parents):
-    return weighted_sum(parents, p["w"])
+def eval_linear(parents: Parents, p):
+    return parents.weighted_sum(p["w"])
 
 
-def eval_poly(parents, p, n_parents):
-    out = weighted_sum(parents, p["w"])
+def eval_poly(parents: Parents, p):
+    out = parents.weighted_sum(p["w"])
+    padded = parents.padded()
     quad = p["quad"]
     tmp = np.empty_like(out)
-    n_slots = parents.shape[1]
+    n_slots = padded.shape[1]
     for s in range(n_slots):
         for r in range(s, n_slots):
-            np.multiply(parents[:, s], parents[:, r], out=tmp)
+            np.multiply(padded[:, s], padded[:, r], out=tmp)
             tmp *= quad[:, s, r, None]
             out += tmp
     return out
@@ -212,31 +295,29 @@ def _with_ones(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def eval_mlp(parents, p, n_parents):
+def eval_mlp(parents: Parents, p):
     if "w" in p:  # one layer: act(w . parents + bias)
-        a = weighted_sum(parents, p["w"])
+        a = parents.weighted_sum(p["w"])
         a += p["bias"][:, None]
         return activate_rows(a, p["act"])
-    n_rows, _, n_units = parents.shape
-    out = np.empty((n_rows, n_units), dtype=F32)
-    for r in range(n_rows):
-        s = int(n_parents[r])
+    out = np.empty((parents.n_rows, parents.n_units), dtype=F32)
+    for r in range(parents.n_rows):
+        s = int(parents.count[r])
         w1 = np.concatenate([p["w1"][r, :s], p["b1"][r, None]]).T  # (H, s + 1)
-        h = w1 @ _with_ones(parents[r, :s])  # (H, N)
+        h = w1 @ _with_ones(parents.row(r))  # (H, N)
         activate(h, int(p["act"][r]), out=h)
         out[r] = p["w2"][r] @ h
     return out
 
 
-def eval_rff(parents, p, n_parents):
+def eval_rff(parents: Parents, p):
     """sqrt(2/K) sum_k a_k cos(omega_k . x / l + phase_k): a draw from a GP with
     an RBF kernel of lengthscale l, approximately."""
-    n_rows, _, n_units = parents.shape
-    out = np.empty((n_rows, n_units), dtype=F32)
-    for r in range(n_rows):
-        s = int(n_parents[r])
+    out = np.empty((parents.n_rows, parents.n_units), dtype=F32)
+    for r in range(parents.n_rows):
+        s = int(parents.count[r])
         omega = np.concatenate([p["omega"][r, :s], p["phase"][r, None]]).T  # (K, s + 1)
-        z = omega @ _with_ones(parents[r, :s])  # (K, N)
+        z = omega @ _with_ones(parents.row(r))  # (K, N)
         np.cos(z, out=z)
         out[r] = p["amp"][r] @ z
     return out

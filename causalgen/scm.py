@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .config import MECHANISMS
-from .mechanisms import EVAL, weighted_sum
+from .mechanisms import EVAL, Parents
 
 F32 = np.float32
 
@@ -239,29 +239,26 @@ class _Context:
         return v
 
 
-def _signal(scm: BatchSCM, j: int, parents: np.ndarray, rows: _Rows) -> np.ndarray:
+def _signal(scm: BatchSCM, j: int, parents: Parents, rows: _Rows) -> np.ndarray:
     """Mechanism output f(parents) for every row, (R, N)."""
     fam = scm.family[rows.task, j]
-    n_par = scm.n_parents[rows.task, j]
     unique = np.unique(fam)
     if len(unique) == 1:
         name = MECHANISMS[int(unique[0])]
         p = {k: v[rows.task, j] for k, v in scm.params[name].items()}
-        return EVAL[name](parents, p, n_par)
-    sig = np.empty((len(rows.task), parents.shape[-1]), dtype=F32)
+        return EVAL[name](parents, p)
+    sig = np.empty((len(rows.task), parents.n_units), dtype=F32)
     for code in unique:
         name = MECHANISMS[int(code)]
         part = np.flatnonzero(fam == code)
         p = {k: v[rows.task[part], j] for k, v in scm.params[name].items()}
-        sig[part] = EVAL[name](parents[part], p, n_par[part])
+        sig[part] = EVAL[name](parents.take(part), p)
     return sig
 
 
-def _parents(scm: BatchSCM, values: np.ndarray, j: int, rows: _Rows) -> np.ndarray:
-    """(R, S_j, N) parent values of node j per row; S_j is the rows' largest
-    in-degree (padded slots read the zero dummy node)."""
-    n_slot = max(1, int(scm.n_parents[rows.tasks, j].max()))
-    return values[rows.world[:, None], rows.task[:, None], scm.slots[rows.task, j, :n_slot]]
+def _parents(scm: BatchSCM, values: np.ndarray, j: int, rows: _Rows) -> Parents:
+    """Parent values of node j for every row (no padding)."""
+    return Parents.gather(values, rows.world, rows.task, scm.slots[rows.task, j], scm.n_parents[rows.task, j])
 
 
 def simulate(
@@ -290,10 +287,15 @@ def simulate(
     n_tasks, n_nodes = scm.kind.shape
     n_pad = eps.shape[-1]
     ctx = _Context(scm, n_units, n_pad, calibration, calibrate)
-    values = np.zeros((2, n_tasks, n_nodes + 1, n_pad), dtype=F32)
+    # Only what may be read needs initialising (np.zeros of tens of MB costs
+    # more than some nodes): the dummy parent J and T's rows; a computed node's
+    # parents are always computed nodes or T.
+    values = np.empty((2, n_tasks, n_nodes + 1, n_pad), dtype=F32)
+    values[:, :, n_nodes] = 0.0
     kind = scm.kind if compute is None else np.where(compute, scm.kind, SKIP)
     computed = (kind == INNER) | (kind == OUTCOME)
     rows_b = np.arange(n_tasks)
+    values[0, rows_b, scm.treatment] = 0.0
     values[1, rows_b, scm.treatment] = 1.0
     score = np.zeros((n_tasks, n_pad), dtype=F32)
 
@@ -333,7 +335,7 @@ def _node(scm, j, rows: _Rows, values, eps, noise_row, ctx):
     noise *= scm.noise_scale[task, j][:, None]
     het = np.flatnonzero(scm.hetero[task, j])
     if len(het):
-        a = weighted_sum(parents[het], scm.hetero_w[task[het], j])
+        a = parents.take(het).weighted_sum(scm.hetero_w[task[het], j])
         a *= F32(2.0)
         noise[het] *= F32(0.5) + sigmoid(a)
     raw = sig
@@ -357,7 +359,7 @@ def _add_effect(scm, j, rows: _Rows, is_y, parents, val, ctx):
     h = standardise(modifier(parents))."""
     sub = _Rows(rows.tasks[is_y], rows.two_worlds)
     y_rows = np.concatenate([is_y + w * rows.n for w in range(2 if rows.two_worlds else 1)])
-    h = weighted_sum(parents[y_rows], scm.mod_w[sub.task])
+    h = parents.take(y_rows).weighted_sum(scm.mod_w[sub.task])
     nonlin = np.flatnonzero(scm.mod_tanh[sub.task])
     if len(nonlin):
         h[nonlin] = np.tanh(h[nonlin])
