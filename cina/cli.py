@@ -1,9 +1,10 @@
-"""`cina` command line: train, estimate.
+"""`cina` command line: train, estimate, evaluate.
 
     cina train --corpus PATH_OR_URL --out RUN_DIR [--config FILE] [--max-steps N] ...
     torchrun --nproc_per_node=N -m cina.cli train ...      (DDP; gloo on CPU, nccl on GPU)
     cina estimate DATA.csv --treatment COL --outcome COL [--covariates COL ...]
                   [--model RUN_DIR_OR_CKPT] [--estimand ate|att] [--json]
+    cina evaluate --model M --suite {synthetic,ihdp,lalonde,realcause,twins,all} --out DIR
 
 Exit codes: 0 success, 2 bad input (one line on stderr naming the problem), 1 other failures.
 """
@@ -176,6 +177,26 @@ def _estimate(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ evaluate
+
+
+def _evaluate(args) -> int:
+    from .evaluate import ALL_ESTIMATORS, EvalOptions, evaluate, format_table, summarise, _done_rows
+
+    opts = EvalOptions(
+        suite=args.suite, estimand=args.estimand, estimators=args.estimators or ALL_ESTIMATORS,
+        data_dir=args.data_dir, limit=args.limit, n_synthetic=args.n_synthetic,
+        synthetic_config=args.synthetic_config, corpus=args.corpus, max_units_zs=args.max_units_zs,
+        max_units_quadratic=args.max_units_quadratic,
+    )
+    model = None if args.model == "none" else (args.model or str(resolve_model(None)))
+    results = evaluate(model, args.out, opts, model_supervised=args.model_supervised, progress=not args.quiet)
+    _, rows = _done_rows(results)
+    print(format_table(summarise(rows)))
+    print(f"results: {results}  summary: {Path(args.out) / 'summary.md'}")
+    return 0
+
+
 # ------------------------------------------------------------------ parser
 
 
@@ -209,6 +230,27 @@ def build_parser() -> argparse.ArgumentParser:
     es.add_argument("--estimand", choices=["ate", "att"], default="ate")
     es.add_argument("--json", action="store_true", help="print the result as JSON")
     es.set_defaults(func=_estimate)
+
+    from .evaluate import ALL_ESTIMATORS, SUITE_CHOICES
+
+    ev = sub.add_parser("evaluate", help="every estimator on every dataset of a suite -> results.csv, summary.md, plots",
+                        description="Runs the baselines, per-dataset CInA and the zero-shot model(s) on a benchmark "
+                        "suite. Resumable: finished rows of OUT/results.csv are skipped.")
+    ev.add_argument("--model", help="zero-shot model (run dir, model dir or .safetensors; default: the shipped model; 'none' to skip)")
+    ev.add_argument("--model-supervised", help="a ZS-S model, evaluated as cina-zs-s")
+    ev.add_argument("--suite", choices=SUITE_CHOICES, default="synthetic")
+    ev.add_argument("--out", required=True, help="output folder (results.csv, summary.md, mae.png, speed.png)")
+    ev.add_argument("--estimand", choices=["ate", "att"], default="ate", help="(LaLonde is always ATT)")
+    ev.add_argument("--estimators", nargs="+", choices=ALL_ESTIMATORS, help="subset of estimators (default: all)")
+    ev.add_argument("--data-dir", help="benchmark data folder (default: $CINA_BENCHMARKS or ../shared/benchmarks)")
+    ev.add_argument("--limit", type=int, help="at most this many datasets per suite")
+    ev.add_argument("--n-synthetic", type=int, default=20, help="tasks per synthetic sub-suite")
+    ev.add_argument("--synthetic-config", default="default", help="causalgen preset/config of the training prior")
+    ev.add_argument("--corpus", help="use this corpus' test split as the in-distribution synthetic suite")
+    ev.add_argument("--max-units-zs", type=int, default=20_000)
+    ev.add_argument("--max-units-quadratic", type=int, default=2_000)
+    ev.add_argument("--quiet", action="store_true")
+    ev.set_defaults(func=_evaluate)
     return ap
 
 
