@@ -90,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     config_args(s)
     s.add_argument("--num-tasks", type=_positive("num_tasks"), default=5, metavar="K", help="number of tasks (default 5)")
     s.add_argument("--seed", type=_seed, default=0, help="corpus seed (default 0)")
+
+    from .publish import add_publish_parser
+
+    add_publish_parser(sub)
     return p
 
 
@@ -226,7 +230,9 @@ def cmd_verify(args) -> int:
 
     from .corpus import read_manifest, verify_corpus
 
-    total = read_manifest(args.corpus).tasks_written
+    from .hub import is_published, open_published
+
+    total = len(open_published(args.corpus)) if is_published(args.corpus) else read_manifest(args.corpus).tasks_written
     with tqdm(total=total, unit="task", desc="verify", disable=args.quiet, dynamic_ncols=True) as bar:
         report = verify_corpus(args.corpus, progress=bar.update)
     if report.ok:
@@ -249,7 +255,13 @@ def cmd_sample(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"generate": cmd_generate, "inspect": cmd_inspect, "verify": cmd_verify, "sample": cmd_sample}
+def cmd_publish(args) -> int:
+    from .publish import run_publish
+
+    return run_publish(args)
+
+
+COMMANDS = {"generate": cmd_generate, "inspect": cmd_inspect, "verify": cmd_verify, "sample": cmd_sample, "publish": cmd_publish}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
