@@ -19,7 +19,7 @@ import numpy as np
 
 from .config import MECHANISMS, TaskConfig
 from .draft import Draft, fresh_noise
-from .scm import INNER, OUTCOME, TREATMENT, Calibration, simulate
+from .scm import INNER, OUTCOME, Calibration, simulate
 
 LINEAR = MECHANISMS.index("linear")
 

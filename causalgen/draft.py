@@ -26,7 +26,7 @@ import numpy as np
 from .config import MECHANISMS, NOISE_FAMILIES, TaskConfig
 from .graph import GRAPH_SAMPLERS, from_edges
 from .mechanisms import block_size, params_from_uniforms
-from .noise import TRANSFORMS, gaussian_from_uniforms, uniform_bits, uniforms_from_bits
+from .noise import noise_from_uniforms, uniform_bits, uniforms_from_bits
 from .roles import BatchRoles, assign_roles_batch
 from .scm import INNER, OUTCOME, ROOT, SKIP, TREATMENT, BatchSCM
 
@@ -283,12 +283,12 @@ def _node_model(cfg: TaskConfig, roles: BatchRoles, u16: np.ndarray, node_u: np.
 class Noise:
     """Exogenous noise of a batch with one padded unit count.
 
-    eps: (R, N) float32 rows of unit-variance noise, one per simulated node
-    (the treatment's row holds the uniforms of its Bernoulli draw);
-    row: (B, J) index of node j's row in eps, -1 where not simulated.
-    z: for the factual sample only, the same rows as a (B, J + 2, N) array per
-    task (node j in row j, then a row of ones on the real units and a zero
-    row), which the linear fast path multiplies directly; eps is a view of it.
+    eps: (R, N) float32 rows of unit-variance noise; node j of task b is row
+    row[b, j] (-1 where not simulated); the treatment's row holds the uniforms
+    of its Bernoulli draw.
+    z: for the factual sample only, a (B, J + 2, N) array per task (node j in
+    row j, then a row of ones on the real units and a zero row), which the
+    linear fast path multiplies directly; eps is then z viewed as rows.
     """
 
     eps: np.ndarray
@@ -300,24 +300,6 @@ def noise_rows(kind: np.ndarray) -> np.ndarray:
     """(B, J) row index of each simulated node, in (task, node) order; -1 elsewhere."""
     has = kind != SKIP
     return np.where(has, np.cumsum(has.ravel()).reshape(has.shape) - 1, -1)
-
-
-def transform_noise(u: np.ndarray, codes: np.ndarray, keep: np.ndarray, active: np.ndarray) -> np.ndarray:
-    """Uniforms (R, ..., N) -> unit-variance noise in place. codes, keep, active
-    have shape u.shape[:-1]: the family of each row, rows to leave as uniforms
-    (the treatment's), and rows that matter (others may be transformed or not)."""
-    kept = u[keep]
-    unique = np.unique(codes[active & ~keep])
-    if len(unique) == 1 and unique[0] == NOISE_FAMILIES.index("gaussian"):
-        gaussian_from_uniforms(u, out=u)
-    elif len(unique) == 1:
-        u[...] = TRANSFORMS[NOISE_FAMILIES[int(unique[0])]](u)
-    else:
-        for code in unique:
-            sel = (codes == code) & active & ~keep
-            u[sel] = TRANSFORMS[NOISE_FAMILIES[int(code)]](u[sel])
-    u[keep] = kept
-    return u
 
 
 def draw_parameters(cfg: TaskConfig, draft: Draft, n_pad: int) -> Noise:
@@ -368,7 +350,7 @@ def draw_parameters(cfg: TaskConfig, draft: Draft, n_pad: int) -> Noise:
         scm.params[name] = full
 
     z = uniforms_from_bits(bits, out=bits.view(F32))
-    transform_noise(z[:, :size], draft.noise_family, scm.kind == TREATMENT, simulated)
+    noise_from_uniforms(z[:, :size], draft.noise_family, scm.kind == TREATMENT, simulated)
     z[:, size] = np.arange(n_pad)[None, :] < draft.n_units[:, None]
     z[:, size + 1] = 0.0
     row = np.where(simulated, np.arange(n_tasks)[:, None] * (size + 2) + np.arange(size)[None, :], -1)
@@ -389,5 +371,5 @@ def fresh_noise(cfg: TaskConfig, draft: Draft, compute: np.ndarray, n_units: int
         start += counts[b]
     u = uniforms_from_bits(bits, out=bits.view(F32))
     has = row >= 0
-    transform_noise(u, draft.noise_family[has], kind[has] == TREATMENT, np.ones(len(u), bool))
+    noise_from_uniforms(u, draft.noise_family[has], kind[has] == TREATMENT, np.ones(len(u), bool))
     return Noise(eps=u, row=row)

@@ -90,7 +90,6 @@ def simulate_linear(scm: BatchSCM, z: np.ndarray, n_units: np.ndarray, cal: Cali
     unless a bound exceeds its threshold.
     """
     n_tasks, n_nodes = scm.kind.shape
-    n_pad = z.shape[-1]
     rows = np.arange(n_tasks)
     n = n_units.astype(np.float64)
     mask = z[:, n_nodes]

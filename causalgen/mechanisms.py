@@ -26,17 +26,9 @@ from __future__ import annotations
 import numpy as np
 
 from .config import ACTIVATIONS, MECHANISMS
-from .noise import gaussian_from_uniforms, uniforms
+from .noise import gaussian_from_uniforms
 
 F32 = np.float32
-
-
-def normals(rng: np.random.Generator, shape) -> np.ndarray:
-    """float32 standard normals of any shape, drawn as uniforms + Box-Muller."""
-    size = int(np.prod(shape))
-    even = size + (size % 2)
-    z = gaussian_from_uniforms(uniforms(rng, (even,)))
-    return z[:size].reshape(shape)
 
 
 # ------------------------------------------------------------------ activations
@@ -242,11 +234,15 @@ class Parents:
         blocks = [blk for blk in blocks if len(blk)]
         return Parents(blocks, sub_order, self.count[rows], self.n_units)
 
-    def row(self, r: int) -> np.ndarray:
-        """(s, N) parents of row r."""
-        k = self.rank[r]
-        return np.stack([self.blocks[s][k] for s in range(int(self.count[r]))]) if self.count[r] \
-            else np.zeros((0, self.n_units), dtype=F32)
+    def row_with_ones(self, r: int) -> np.ndarray:
+        """(s + 1, N): the s parents of row r, then a row of ones (which folds
+        a bias into a matrix product)."""
+        k, s = self.rank[r], int(self.count[r])
+        out = np.empty((s + 1, self.n_units), dtype=F32)
+        for i in range(s):
+            out[i] = self.blocks[i][k]
+        out[s] = 1.0
+        return out
 
     def padded(self) -> np.ndarray:
         """(R, S, N) with zero rows in the unused slots (S = largest count, >= 1)."""
@@ -254,19 +250,6 @@ class Parents:
         for s, blk in enumerate(self.blocks):
             out[self.order[: len(blk)], s] = blk
         return out
-
-
-def weighted_sum(parents: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """sum_s w[r, s] * parents[r, s, :] accumulated in slot order.
-
-    parents: (R, S, N) padded; w: (R, S') with S' >= S (extra slots ignored).
-    """
-    out = parents[:, 0] * w[:, 0, None]
-    tmp = np.empty_like(out)
-    for s in range(1, parents.shape[1]):
-        np.multiply(parents[:, s], w[:, s, None], out=tmp)
-        out += tmp
-    return out
 
 
 def eval_linear(parents: Parents, p):
@@ -287,14 +270,6 @@ def eval_poly(parents: Parents, p):
     return out
 
 
-def _with_ones(x: np.ndarray) -> np.ndarray:
-    """(s, N) -> (s + 1, N) with a row of ones (folds a bias into a matmul)."""
-    out = np.empty((x.shape[0] + 1, x.shape[1]), dtype=F32)
-    out[:-1] = x
-    out[-1] = 1.0
-    return out
-
-
 def eval_mlp(parents: Parents, p):
     if "w" in p:  # one layer: act(w . parents + bias)
         a = parents.weighted_sum(p["w"])
@@ -304,7 +279,7 @@ def eval_mlp(parents: Parents, p):
     for r in range(parents.n_rows):
         s = int(parents.count[r])
         w1 = np.concatenate([p["w1"][r, :s], p["b1"][r, None]]).T  # (H, s + 1)
-        h = w1 @ _with_ones(parents.row(r))  # (H, N)
+        h = w1 @ parents.row_with_ones(r)  # (H, N)
         activate(h, int(p["act"][r]), out=h)
         out[r] = p["w2"][r] @ h
     return out
@@ -317,7 +292,7 @@ def eval_rff(parents: Parents, p):
     for r in range(parents.n_rows):
         s = int(parents.count[r])
         omega = np.concatenate([p["omega"][r, :s], p["phase"][r, None]]).T  # (K, s + 1)
-        z = omega @ _with_ones(parents.row(r))  # (K, N)
+        z = omega @ parents.row_with_ones(r)  # (K, N)
         np.cos(z, out=z)
         out[r] = p["amp"][r] @ z
     return out
