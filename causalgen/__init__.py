@@ -6,6 +6,7 @@
 """
 
 from .config import ConfigError, TaskConfig, load_config
+from .corpus import Corpus, open_corpus, verify_corpus
 from .presets import PRESETS
 from .sampler import SamplingError, sample_task, sample_tasks
 from .task import ROLE_NAMES, Role, Task
@@ -14,6 +15,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConfigError",
+    "Corpus",
     "PRESETS",
     "ROLE_NAMES",
     "Role",
@@ -22,6 +24,8 @@ __all__ = [
     "TaskConfig",
     "__version__",
     "load_config",
+    "open_corpus",
     "sample_task",
     "sample_tasks",
+    "verify_corpus",
 ]
