@@ -42,7 +42,7 @@ from .data import TaskLoader, TaskStream
 from .model import CInA, CInAConfig
 
 #: a small model that trains on CPU in minutes; the README lists larger settings for GPUs
-SMALL_MODEL = {"d_model": 64, "n_heads": 4, "n_layers": 2, "n_value_layers": 1, "key_dim": 16, "max_features": 32}
+SMALL_MODEL = {"d_model": 64, "n_heads": 4, "n_layers": 2, "n_value_layers": 1, "key_dim": 16, "max_features": 64}
 
 
 @dataclass
