@@ -329,22 +329,38 @@ def _node(scm, j, rows: _Rows, values, eps, noise_row, ctx):
     """Inner and outcome node j for `rows`: signal, noise, standardisation,
     and the treatment effect for outcomes; writes values (both worlds)."""
     parents = _parents(scm, values, j, rows)
-    sig = ctx.standardise(_signal(scm, j, parents, rows), "sig", j, rows)
     task = rows.task
+    f = _signal(scm, j, parents, rows)
     noise = eps[noise_row[task, j]]
-    noise *= scm.noise_scale[task, j][:, None]
     het = np.flatnonzero(scm.hetero[task, j])
     if len(het):
-        a = parents.take(het).weighted_sum(scm.hetero_w[task[het], j])
+        het_par = parents if len(het) == parents.n_rows else parents.take(het)
+        a = het_par.weighted_sum(scm.hetero_w[task[het], j])
         a *= F32(2.0)
         noise[het] *= F32(0.5) + sigmoid(a)
-    raw = sig
-    raw += noise
     pnl = np.flatnonzero(scm.pnl[task, j])
-    if len(pnl):
-        r = raw[pnl]
-        raw[pnl] = r + scm.pnl_c[task[pnl], j][:, None] * r * r * r
-    val = ctx.standardise(raw, "raw", j, rows)
+    if ctx.calibrate or len(pnl):
+        sig = ctx.standardise(f, "sig", j, rows)
+        noise *= scm.noise_scale[task, j][:, None]
+        raw = sig
+        raw += noise
+        if len(pnl):
+            r = raw[pnl]
+            raw[pnl] = r + scm.pnl_c[task[pnl], j][:, None] * r * r * r
+        val = ctx.standardise(raw, "raw", j, rows)
+    else:
+        # Fresh units with known constants: both standardisations and the noise
+        # fold into val = a f + b eps + c per row (two passes fewer).
+        cal, tasks = ctx.cal, rows.tasks
+        s_sig, s_raw = cal.std["sig"][tasks, j], cal.std["raw"][tasks, j]
+        a = (F32(1.0) / (s_sig * s_raw))[rows.pos, None]
+        b = (scm.noise_scale[tasks, j] / s_raw)[rows.pos, None]
+        c = ((-cal.mean["sig"][tasks, j] / s_sig - cal.mean["raw"][tasks, j]) / s_raw)[rows.pos, None]
+        val = f
+        val *= a
+        noise *= b
+        val += noise
+        val += c
 
     is_y = np.flatnonzero(scm.outcome[rows.tasks] == j)
     if len(is_y):
@@ -357,17 +373,26 @@ def _node(scm, j, rows: _Rows, values, eps, noise_row, ctx):
 def _add_effect(scm, j, rows: _Rows, is_y, parents, val, ctx):
     """Outcome rows (tasks rows.tasks[is_y]): world 1 gets + tau + eta * h,
     h = standardise(modifier(parents))."""
-    sub = _Rows(rows.tasks[is_y], rows.two_worlds)
-    y_rows = np.concatenate([is_y + w * rows.n for w in range(2 if rows.two_worlds else 1)])
-    h = parents.take(y_rows).weighted_sum(scm.mod_w[sub.task])
+    if not ctx.calibrate and not rows.two_worlds:
+        return  # zero-effect tasks: nothing to add, and no constants to find
+    # h is needed in world 1 only, but calibration takes its factual statistics
+    worlds = 2 if rows.two_worlds and ctx.calibrate else 1
+    offset = rows.n if rows.two_worlds and not ctx.calibrate else 0
+    sub = _Rows(rows.tasks[is_y], worlds == 2)
+    y_rows = np.concatenate([is_y + offset + w * rows.n for w in range(worlds)])
+    y_par = parents if len(y_rows) == parents.n_rows else parents.take(y_rows)
+    h = y_par.weighted_sum(scm.mod_w[sub.task])
     nonlin = np.flatnonzero(scm.mod_tanh[sub.task])
-    if len(nonlin):
+    if len(nonlin) == len(h):
+        np.tanh(h, out=h)
+    elif len(nonlin):
         h[nonlin] = np.tanh(h[nonlin])
     h = ctx.standardise(h, "h", j, sub)
     if rows.two_worlds:  # else: zero-effect task (tau = eta = 0), both worlds equal
         tasks = sub.tasks
-        w1 = y_rows[sub.n :]
-        val[w1] += scm.tau[tasks].astype(F32)[:, None] + scm.eta[tasks].astype(F32)[:, None] * h[sub.n :]
+        w1 = y_rows[len(y_rows) - len(tasks) :]
+        h1 = h[len(h) - len(tasks) :]
+        val[w1] += scm.tau[tasks].astype(F32)[:, None] + scm.eta[tasks].astype(F32)[:, None] * h1
 
 
 def linear_ate(scm: BatchSCM, cal: Calibration, analytic: np.ndarray) -> np.ndarray:
