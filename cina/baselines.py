@@ -492,48 +492,49 @@ def svm_balancing_weights(x, t, *, C: float = 1.0, kernel: str = "rbf", gamma="s
     return _normalise_per_arm(alpha, t), alpha
 
 
-def att_balancing_weights(gram: np.ndarray, t: np.ndarray, *, C: float = 1.0, tol: float = 1e-10,
-                          max_iter: int = 20000) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+def att_balancing_weights(gram: np.ndarray, t: np.ndarray, *, C: float = 1.0, tol: float = 1e-6,
+                          cache_size: float = 500.0) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """ATT balancing weights: treated uniform, controls balanced towards them.
 
-    The SVM dual with the treated alpha pinned at the upper bound 1 (and hence no intercept /
-    equality constraint), as in `cina.balancing`::
+    The ATE dual above with the extra constraint that the treated share one weight,
+    ``alpha_T = a * 1`` (a in [0, 1]), as in `cina.balancing` / `cina.single`: the treated arm then
+    acts as a single unit whose feature is the treated mean embedding ``mean_T phi(x)`` and whose
+    box is [0, N_T], and the intercept keeps the two arms' masses equal::
 
-        max_{a in [0,1]^{N_C}}  1^T a - (1 / (2 lam)) || sum_T phi(x_i) - sum_C a_j phi(x_j) ||^2
+        max  N_T a + 1^T a_C - || a sum_T phi(x_i) - sum_C a_j phi(x_j) ||^2 / (2 lam)
+        s.t. 0 <= a <= 1,  0 <= a_C <= 1,  N_T a = 1^T a_C.
 
-    i.e. ``min 0.5 a^T K_CC a / lam - a^T (K_CT 1 / lam + 1)``: control mass (effective sample
-    size) traded against the kernel distance between the treated sum and the weighted control
-    sum. ``sklearn.svm.SVC`` cannot pin a subset of the duals, so this box-constrained convex QP
-    is solved with L-BFGS-B (scipy) to a projected-gradient tolerance ``tol``.
+    This reduced problem is an ordinary SVM on the (1 + N_C)-point precomputed kernel
+    ``[[mean K_TT, mean_T K_TC], [., K_CC]]`` with per-unit C (``sample_weight`` = N_T for the
+    treated unit), solved by `sklearn.svm.SVC`. Unlike pinning every treated dual at 1, the treated
+    mass can shrink, so the controls can still be reweighted when N_C is not much larger than N_T.
 
     Args:
-        gram: (N, N) kernel matrix over all units (only the control rows are used).
-        t: (N,) 0/1. C: 1 / lambda.
+        gram: (N, N) kernel matrix over all units (only the K_TT mean, K_TC and K_CC are used).
+        t: (N,) 0/1. C: 1 / lambda. tol, cache_size: passed to SVC.
 
     Returns:
         ``(weights, alpha, info)``: (N,) weights (treated 1/N_T, controls summing to one), (N,)
-        raw alpha (treated 1), and solver diagnostics.
+        raw alpha (treated a, controls a_C), and ``info`` with the treated dual ``a``.
     """
-    from scipy.optimize import minimize
+    _sklearn("att_balancing_weights")
+    from sklearn.svm import SVC
 
-    lam = 1.0 / C
     treated, control = t == 1, t == 0
-    q = np.ascontiguousarray(gram[np.ix_(control, control)], dtype=np.float64) / lam
-    c = gram[np.ix_(control, treated)].sum(1) / lam + 1.0
-
-    def fun(a):
-        qa = q @ a
-        return 0.5 * a @ qa - c @ a, qa - c
-
-    res = minimize(fun, np.zeros(int(control.sum())), jac=True, method="L-BFGS-B", bounds=[(0.0, 1.0)] * int(control.sum()),
-                   options={"maxiter": max_iter, "gtol": tol, "ftol": 1e-15, "maxcor": 20})
-    a = np.clip(res.x, 0.0, 1.0)
-    g = q @ a - c
-    proj = np.where(a <= 0.0, np.minimum(g, 0.0), np.where(a >= 1.0, np.maximum(g, 0.0), g))
-    alpha = np.ones(len(t))
-    alpha[control] = a
-    info = {"solver": "L-BFGS-B", "iterations": int(res.nit), "kkt_violation": float(np.abs(proj).max()),
-            "converged": bool(res.success)}
+    n_t, n_c = int(treated.sum()), int(control.sum())
+    reduced = np.empty((1 + n_c, 1 + n_c))
+    reduced[0, 0] = gram[np.ix_(treated, treated)].mean()
+    reduced[0, 1:] = reduced[1:, 0] = gram[np.ix_(treated, control)].mean(0)
+    reduced[1:, 1:] = gram[np.ix_(control, control)]
+    labels = np.r_[1, np.zeros(n_c, dtype=int)]
+    svc = SVC(C=C, kernel="precomputed", tol=tol, cache_size=cache_size)
+    svc.fit(reduced, labels, sample_weight=np.r_[float(n_t), np.ones(n_c)])
+    a = np.zeros(1 + n_c)
+    a[svc.support_] = np.abs(svc.dual_coef_[0]) / C
+    alpha = np.zeros(len(t))
+    alpha[treated] = min(a[0] / n_t, 1.0)
+    alpha[control] = np.clip(a[1:], 0.0, 1.0)
+    info = {"treated_dual": float(alpha[treated][0]), "solver_iterations": int(np.sum(getattr(svc, "n_iter_", 0)))}
     return _normalise_per_arm(alpha, t), alpha, info
 
 
@@ -552,8 +553,14 @@ class SVMBalancing(_Baseline):
     """SVM optimal balancing weights (Tarr & Imai 2021) and the weighted difference in means.
 
     ATE: `svm_balancing_weights` (sklearn SVC dual, C = 1 / lambda). ATT: treated weighted
-    uniformly, controls balanced towards them (`att_balancing_weights`). The estimate is
-    ``sum_T w y - sum_C w y``.
+    uniformly, controls balanced towards them (`att_balancing_weights`, also an SVC dual). The
+    estimate is ``sum_T w y - sum_C w y``.
+
+    Estimand caveat: the box ``0 <= alpha <= 1`` with equal arm masses means the ATE weights
+    target the effect on the *largest balanced subset* (Tarr & Imai), not the full-sample ATE.
+    When one arm is much smaller, all its units sit at the bound and get uniform weight, so the
+    "ATE" weights estimate the effect on that arm: on IHDP (139 treated, 608 controls) they
+    estimate the ATT (exactly 4 there), not the ATE.
 
     Args:
         C: 1 / lambda (default 1.0; with the RBF kernel on standardised covariates the kernel
@@ -565,7 +572,7 @@ class SVMBalancing(_Baseline):
         gamma, degree, coef0: kernel parameters, as in sklearn (``gamma="scale"`` =
             1 / (d * var(x))).
         standardize: z-score each covariate first (default True).
-        tol: solver tolerance (SVC's ``tol`` for the ATE; projected-gradient tolerance for ATT).
+        tol: SVC's stopping tolerance.
         max_units: SVM solvers are O(N^2) in memory/time; datasets with more units are
             subsampled to ``max_units`` (ATE: stratified random subsample; ATT: all treated plus
             random controls), seeded by ``random_state``. ``info["n_used"]`` and
@@ -628,7 +635,7 @@ class SVMBalancing(_Baseline):
             w_s, alpha = svm_balancing_weights(xs, ts, C=self.C, kernel=self.kernel, gamma=self.gamma, degree=self.degree,
                                                coef0=self.coef0, tol=self.tol)
         else:
-            w_s, alpha, solver = att_balancing_weights(self._gram(xs), ts, C=self.C, tol=min(self.tol, 1e-6))
+            w_s, alpha, solver = att_balancing_weights(self._gram(xs), ts, C=self.C, tol=self.tol)
             info.update(solver)
         w = np.zeros(n)
         w[rows] = w_s
