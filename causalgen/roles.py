@@ -175,19 +175,15 @@ def assign_roles_batch(
     needed[rows, t] = True
     needed[rows, y] = True
 
-    adjustment_sets = []
-    any_hidden = hidden.any(axis=1)
-    for b in range(n_tasks):
-        if not valid[b]:
-            adjustment_sets.append(None)
-        elif any_hidden[b]:
-            adjustment_sets.append(
-                backdoor_adjustment_set(adj[b], int(t[b]), int(y[b]), observed[b], desc_t[b])
-            )
-        else:
-            # With every pre-treatment node observed, the parents of T block every
-            # back-door path.
-            adjustment_sets.append(np.flatnonzero(adj[b, :, t[b]]).tolist())
+    # With every pre-treatment node observed, the parents of T block every
+    # back-door path; with hidden confounders, search for a valid set.
+    task_of, parent = np.nonzero(adj[rows, :, t])
+    parents_of_t = np.split(parent, np.cumsum(np.bincount(task_of, minlength=n_tasks))[:-1])
+    adjustment_sets = [p.tolist() for p in parents_of_t]
+    for b in np.flatnonzero(hidden.any(axis=1) & valid):
+        adjustment_sets[b] = backdoor_adjustment_set(adj[b], int(t[b]), int(y[b]), observed[b], desc_t[b])
+    for b in np.flatnonzero(~valid):
+        adjustment_sets[b] = None
     identifiable = np.array([a is not None for a in adjustment_sets], dtype=bool)
     return BatchRoles(
         valid=valid, treatment=t, outcome=y, adjacency=adj, roles=roles, observed=observed,
