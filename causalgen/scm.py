@@ -209,6 +209,12 @@ class _Rows:
         self.world = np.repeat(np.arange(reps), self.n)
         self.pos = np.tile(np.arange(self.n), reps)
 
+    def subset(self, rows: np.ndarray) -> "_Rows":
+        """These rows only (apply mode: constants are looked up per row)."""
+        out = _Rows(self.task[rows], False)
+        out.pos = np.arange(len(rows))
+        return out
+
     def factual(self, v: np.ndarray, t: np.ndarray) -> np.ndarray:
         """The factual world of each task, (n, N), from row values v (R, N)."""
         if not self.two_worlds:
@@ -339,18 +345,15 @@ def _node(scm, j, rows: _Rows, values, eps, noise_row, ctx):
         a *= F32(2.0)
         noise[het] *= F32(0.5) + sigmoid(a)
     pnl = np.flatnonzero(scm.pnl[task, j])
-    if ctx.calibrate or len(pnl):
-        sig = ctx.standardise(f, "sig", j, rows)
-        noise *= scm.noise_scale[task, j][:, None]
-        raw = sig
-        raw += noise
-        if len(pnl):
-            r = raw[pnl]
-            raw[pnl] = r + scm.pnl_c[task[pnl], j][:, None] * r * r * r
-        val = ctx.standardise(raw, "raw", j, rows)
+    if ctx.calibrate:
+        val = _explicit(scm, j, rows, f, noise, pnl, ctx)
     else:
         # Fresh units with known constants: both standardisations and the noise
-        # fold into val = a f + b eps + c per row (two passes fewer).
+        # fold into val = a f + b eps + c per row (two passes fewer). Post-
+        # nonlinear rows are redone explicitly (per row, so batching changes nothing).
+        redo = _Rows(rows.tasks, rows.two_worlds).subset(pnl) if len(pnl) else None
+        if redo is not None:
+            f_pnl, noise_pnl = f[pnl], noise[pnl]
         cal, tasks = ctx.cal, rows.tasks
         s_sig, s_raw = cal.std["sig"][tasks, j], cal.std["raw"][tasks, j]
         a = (F32(1.0) / (s_sig * s_raw))[rows.pos, None]
@@ -361,6 +364,8 @@ def _node(scm, j, rows: _Rows, values, eps, noise_row, ctx):
         noise *= b
         val += noise
         val += c
+        if redo is not None:
+            val[pnl] = _explicit(scm, j, redo, f_pnl, noise_pnl, np.arange(len(pnl)), ctx)
 
     is_y = np.flatnonzero(scm.outcome[rows.tasks] == j)
     if len(is_y):
@@ -368,6 +373,19 @@ def _node(scm, j, rows: _Rows, values, eps, noise_row, ctx):
     values[rows.world, task, j] = val
     if not rows.two_worlds:
         values[1, task, j] = val
+
+
+def _explicit(scm, j, rows: _Rows, f, noise, pnl, ctx):
+    """standardise(standardise(f) + sigma * noise, with r + c r^3 on the
+    post-nonlinear rows `pnl`): node j's value for `rows`, (R, N)."""
+    task = rows.task
+    raw = ctx.standardise(f, "sig", j, rows)
+    noise *= scm.noise_scale[task, j][:, None]
+    raw += noise
+    if len(pnl):
+        r = raw[pnl]
+        raw[pnl] = r + scm.pnl_c[task[pnl], j][:, None] * r * r * r
+    return ctx.standardise(raw, "raw", j, rows)
 
 
 def _add_effect(scm, j, rows: _Rows, is_y, parents, val, ctx):

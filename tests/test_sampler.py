@@ -405,3 +405,14 @@ def test_linear_qc_bounds_reject_exactly_like_the_generic_path(monkeypatch):
     for a, b in zip(fast, generic):
         assert a.meta["qc_rejections"] == b.meta["qc_rejections"]
         assert np.abs(a.x).max() <= 3.8 and np.abs(a.y1).max() <= 3.8
+
+
+def test_batched_equals_single_for_monte_carlo_and_mixed_tasks():
+    # Small tasks of the default prior: many Monte-Carlo ATEs, post-nonlinear and
+    # heteroscedastic nodes, mixed families; batching must change nothing.
+    cfg = load_config("default").replace(n_units=[40, 70])
+    seeds = [2**40 + 7919 * i for i in range(16)]  # beyond 32 bits: the non-vectorised seeding path
+    batch = sample_tasks(cfg, seeds)
+    assert sum(t.meta["ate_method"] == "monte_carlo" for t in batch) >= 8
+    for s, task in zip(seeds, batch):
+        assert task.equals(sample_task(cfg, s)), f"seed {s}"
