@@ -554,10 +554,13 @@ class TaskStream(IterableDataset):
         self._fingerprint = self._make_fingerprint()
         self._explicit_topology = world_size is not None
         self.rank, self.world_size = (rank, world_size) if world_size is not None else _resolve_topology()
-        # [epoch, batches_done, num_workers seen by a worker (-1: none yet)] in shared memory, so
-        # set_epoch / load_state_dict reach persistent DataLoader workers and a worker can
-        # report its worker count back to the training process.
-        self._shared = torch.tensor([0, 0, -1], dtype=torch.int64).share_memory_()
+        # In shared memory, so that set_epoch / load_state_dict reach persistent DataLoader workers
+        # and a worker can report its worker count back: [epoch, batches done (live count, moved
+        # by the training process as batches arrive), num_workers seen by a worker (-1: none yet),
+        # batches done when this iteration started]. Workers read only the start position: a
+        # worker that starts late must not see the live count, already moved by its siblings'
+        # batches.
+        self._shared = torch.tensor([0, 0, -1, 0], dtype=torch.int64).share_memory_()
         self._expect_workers: int | None = None  # from a loaded state
         self._loaded = False  # a loaded position not yet iterated from (training process only)
         self._plans: dict[tuple, EpochPlan] = {}
@@ -652,8 +655,7 @@ class TaskStream(IterableDataset):
             raise ValueError(f"epoch: expected an integer >= 0, got {epoch!r}")
         self._refresh_topology()
         if int(epoch) != self.epoch:
-            self._shared[0] = int(epoch)
-            self._shared[1] = 0
+            self._set_position(int(epoch), 0)
             self._loaded = False
             self._expect_workers = None  # a new epoch may use any worker count
 
@@ -747,8 +749,7 @@ class TaskStream(IterableDataset):
                 + "; ".join(problems)
                 + "); the fingerprint covers the corpus, filters and batching options"
             )
-        self._shared[0] = int(state["epoch"])
-        self._shared[1] = int(state["batches_done"])
+        self._set_position(int(state["epoch"]), int(state["batches_done"]))
         self._expect_workers = state.get("num_workers")
         self._loaded = True
 
@@ -766,9 +767,15 @@ class TaskStream(IterableDataset):
                 f"{num_workers}; the resume position is only exact with the same worker count"
             )
         if self.batches_done >= self.batches_per_epoch(num_workers) and not self._loaded:
-            self._shared[1] = 0
+            self._set_position(self.epoch, 0)
+        self._shared[3] = self.batches_done  # the position this iteration starts from
         self._loaded = False
         self._expect_workers = num_workers
+
+    def _set_position(self, epoch: int, done: int) -> None:
+        self._shared[0] = epoch
+        self._shared[1] = done
+        self._shared[3] = done
 
     def _count(self, n: int = 1) -> None:
         self._shared[1] += n
@@ -789,7 +796,7 @@ class TaskStream(IterableDataset):
                     f"TaskStream: the checkpoint was taken with num_workers={self._expect_workers}, this DataLoader "
                     f"has {num_workers}; the resume position is only exact with the same worker count"
                 )
-        epoch, done = self.epoch, self.batches_done
+        epoch, done = self.epoch, int(self._shared[3])
         plan = self.plan(epoch, num_workers)
         counts = plan.counts(self.rank)
         if done >= sum(counts):

@@ -267,6 +267,21 @@ def test_persistent_workers_follow_set_epoch_and_load_state_dict(corpus):
     assert [signature(b) for b in loader] == ref[0][3:]
 
 
+def _late_second_worker(worker_id: int) -> None:
+    if worker_id == 1:
+        time.sleep(1.0)
+
+
+def test_a_late_worker_starts_from_the_iteration_start_not_the_live_count(corpus):
+    """Regression: worker 1 starting after worker 0's first batch was counted must not read the
+    moved count (it used to skip a batch and duplicate another)."""
+    ref = run(TaskStream(corpus, 4, seed=12), 2)
+    stream = TaskStream(corpus, 4, seed=12)
+    assert run(stream, 2, worker_init_fn=_late_second_worker) == ref
+    stream.load_state_dict(stream.state_dict(batches_done=3) | {"num_workers": 2})
+    assert run(stream, 2, worker_init_fn=_late_second_worker) == ref[3:]
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_epoch_boundaries_replay_live_but_not_after_a_finished_checkpoint(corpus, workers):
     stream = TaskStream(corpus, 4, seed=12, rank=1, world_size=2)
