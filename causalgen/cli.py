@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--executor", choices=("process", "dask"), default="process", help="local processes (default) or a Dask cluster")
     g.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler address, e.g. tcp://host:8786 (with --executor dask)")
     g.add_argument("--format", dest="shard_format", choices=("dir", "zip"), default="dir", help="shards as zarr directories (default) or packed .zarr.zip files")
-    g.add_argument("--compression", choices=("blosc", "zstd", "none"), default="blosc", help="chunk codec: blosc-lz4 (default, fast), zstd (smaller), none")
+    g.add_argument("--compression", choices=("none", "blosc", "zstd"), default="none",
+                   help="chunk codec (every chunk also gets a crc32c): none (default, fastest reads), blosc-lz4, zstd (smallest, for publishing)")
     g.add_argument("--overwrite", action="store_true", help="replace an existing corpus with a different config/seed")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -63,7 +63,7 @@ class CorpusSpec:
     num_tasks: int
     shard_size: int = 1000
     shard_format: str = "dir"
-    compression: str = "blosc"
+    compression: str = shardfmt.DEFAULT_COMPRESSION
     sampler: str = DEFAULT_SAMPLER  #: "module:function" with the signature of `causalgen.sample_tasks`
 
     def validate(self) -> "CorpusSpec":

@@ -198,7 +198,7 @@ class Manifest:
     num_tasks: int  #: planned tasks (the corpus is complete when all are written)
     shard_size: int
     shard_format: str = "dir"  #: "dir" (zarr directory stores) or "zip" (packed .zarr.zip)
-    compression: str = "blosc"
+    compression: str = "none"
     sampler: str = "causalgen:sample_tasks"
     causalgen_version: str = "unknown"
     format_version: int = FORMAT_VERSION

@@ -47,7 +47,11 @@ ZIP_SUFFIX = ".zarr.zip"
 #: costs ~1 ms), small enough to bound memory per decode and let a partial
 #: reader skip most of a column.
 CHUNK_BYTES = 4 << 20
-COMPRESSIONS = ("zstd", "blosc", "none")
+#: Chunk codecs. "none" (crc32c only) is the default: synthetic continuous floats
+#: compress by ~8% (measured), while decompression halves whole-shard read speed;
+#: "zstd" suits published copies where download size matters.
+COMPRESSIONS = ("none", "blosc", "zstd")
+DEFAULT_COMPRESSION = "none"
 #: Fixed zip timestamp: the zip bytes must not depend on when they were written.
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
@@ -190,7 +194,7 @@ def encode_shard(
     shard_index: int = 0,
     first_task: int = 0,
     seeds: Sequence[int] | None = None,
-    compression: str = "blosc",
+    compression: str = DEFAULT_COMPRESSION,
 ) -> dict[str, bytes]:
     """Encode tasks as the files of one zarr v3 store: ``{relative key: bytes}``.
 
@@ -205,7 +209,7 @@ def encode_shard(
 
 
 def encode_columns(
-    cols: Mapping[str, np.ndarray], *, shard_index: int = 0, first_task: int = 0, compression: str = "blosc"
+    cols: Mapping[str, np.ndarray], *, shard_index: int = 0, first_task: int = 0, compression: str = DEFAULT_COMPRESSION
 ) -> dict[str, bytes]:
     """Encode flat columns (`flatten_tasks`) as a zarr v3 store in memory."""
     import zarr

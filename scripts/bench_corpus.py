@@ -182,9 +182,9 @@ def main() -> None:
     mb = raw / 1e6
     print(f"{args.tasks} tasks of {args.units} x {args.covariates}, shards of {args.shard_size}; payload {mb:.1f} MB "
           f"({raw / args.tasks / 1e3:.1f} KB/task); 1 process, 1 thread per library")
-    variants = [("corpus-dir-blosc (default)", "blosc", "dir")]
+    variants = [("corpus-dir-none (default)", "none", "dir")]
     if not args.quick:
-        variants += [("corpus-dir-zstd", "zstd", "dir"), ("corpus-dir-none", "none", "dir"), ("corpus-zip-blosc", "blosc", "zip")]
+        variants += [("corpus-dir-blosc", "blosc", "dir"), ("corpus-dir-zstd", "zstd", "dir"), ("corpus-zip-none", "none", "zip")]
     scratch = Path(args.dir or tempfile.mkdtemp(prefix="bench_corpus_"))
     rows = []
     try:
