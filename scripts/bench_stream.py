@@ -10,9 +10,10 @@ In one run, on the same corpus and the same (warm) page cache:
 
 Each config runs in interleaved rounds and the best round counts; tasks per CPU-second (this
 process plus its reaped DataLoader workers) is reported next to the wall-clock rate because it
-does not depend on what else runs on the machine. It also reports the padding fill ratio (real / padded units and x entries, from the epoch
-plan) without and with size bucketing, and with a max-units-per-batch budget. Target: >= 70%
-of the raw read rate with 2 workers, and more tasks/s than a CInA training step consumes.
+does not depend on what else runs on the machine. It also reports the padding fill ratio (real
+/ padded units and x entries, from the epoch plan) without and with size bucketing, and with a
+max-units-per-batch budget. Target: >= 70% of the raw read rate with 2 workers, and more
+tasks/s than a CInA training step consumes.
 
 No GPU is used: the step rate of an H200 is an assumption passed as ``--gpu-step-ms``
 (see the printed note). Example::
