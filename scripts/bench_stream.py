@@ -178,7 +178,7 @@ def main(argv=None) -> int:
         f"\nGPU: none measured. Assumed H200 step {args.gpu_step_ms:.0f} ms per batch of {args.batch_size} "
         f"(CInA default d_model 128, 4+2 layers, N <= 1000 units) -> {need:.0f} tasks/s needed. "
         f"Best here {best_rate:.0f} tasks/s on {os.cpu_count()} shared cores; ~{per_worker:.0f} tasks/s per busy worker "
-        f"-> about {workers_needed} workers (of the GPU host's 16 cores) keep up."
+        f"-> about {workers_needed} worker(s) (of the GPU host's 16 cores) keep up."
     )
     if 2 in results["stream_tasks_per_s"]:
         ratio = results["stream_tasks_per_s"][2] / raw
