@@ -24,7 +24,7 @@ Estimators (registry names in `BASELINES`):
 ``or``     outcome regression, T-learner (one model per arm) with linear least squares.
 ``or-boost`` T-learner with `HistGradientBoostingRegressor` per arm.
 ``aipw``   cross-fitted AIPW = DML for the ATE/ATT in the interactive model (Chernozhukov et al.
-           2018, §5.1), gradient-boosting nuisances, K = 5 stratified folds.
+           2018, §5.1), early-stopped gradient-boosting nuisances, K = 5 stratified folds.
 ``svm``    SVM optimal balancing (Tarr & Imai 2021): normalised SVM dual weights, RBF kernel.
 ========== ==================================================================================
 
@@ -385,9 +385,13 @@ class AIPW(_Baseline):
 
     Nuisances, fitted on K-1 folds and predicted on the held-out fold (stratified by t):
     propensity e(x) = `HistGradientBoostingClassifier`, outcome means mu0(x), mu1(x) = one
-    `HistGradientBoostingRegressor` per arm (``max_iter`` trees, otherwise sklearn defaults).
-    Pass ``propensity_model`` / ``outcome_model`` (unfitted sklearn estimators; cloned per fold)
-    to replace them. Fitted propensities are clipped into ``[clip, 1 - clip]``.
+    `HistGradientBoostingRegressor` per arm; both with at most ``max_iter`` trees and early
+    stopping on a 10% validation split (``early_stopping=True``; sklearn only turns it on above
+    10,000 rows). Without it the boosted propensity overfits small treated arms (IHDP: 139
+    treated; fitted e up to 0.9 where the treated share is 0.19) and the clipped inverse weights
+    explode: IHDP reps 1-100 MAE 0.52 with sklearn's defaults vs 0.14 early-stopped. Pass
+    ``propensity_model`` / ``outcome_model`` (unfitted sklearn estimators; cloned per fold) to
+    replace them. Fitted propensities are clipped into ``[clip, 1 - clip]``.
 
     Scores (Chernozhukov et al. 2018, §5.1), estimate = mean(score), SE = sd / sqrt(N):
 
@@ -396,14 +400,15 @@ class AIPW(_Baseline):
 
     Args:
         n_folds: K (default 5). clip: propensity clipping (default 0.01).
-        max_iter: boosting iterations of the default nuisance models.
+        max_iter: maximum boosting iterations of the default nuisance models.
+        early_stopping: early stopping of the default nuisance models (default True).
         random_state: seeds the fold split and the default models.
     """
 
     name = "aipw"
 
-    def __init__(self, n_folds: int = 5, clip: float = 0.01, max_iter: int = 100, random_state: int = 0,
-                 propensity_model=None, outcome_model=None, estimand: str = "ate"):
+    def __init__(self, n_folds: int = 5, clip: float = 0.01, max_iter: int = 100, early_stopping: bool = True,
+                 random_state: int = 0, propensity_model=None, outcome_model=None, estimand: str = "ate"):
         super().__init__(estimand)
         if int(n_folds) < 2:
             raise ValueError(f"n_folds must be >= 2, got {n_folds!r}")
@@ -412,6 +417,7 @@ class AIPW(_Baseline):
         self.n_folds = int(n_folds)
         self.clip = float(clip)
         self.max_iter = int(max_iter)
+        self.early_stopping = bool(early_stopping)
         self.random_state = random_state
         self.propensity_model = propensity_model
         self.outcome_model = outcome_model
@@ -420,10 +426,11 @@ class AIPW(_Baseline):
         from sklearn.base import clone
         from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
+        hgb = {"max_iter": self.max_iter, "early_stopping": self.early_stopping, "random_state": self.random_state}
         prop = (clone(self.propensity_model) if self.propensity_model is not None
-                else HistGradientBoostingClassifier(max_iter=self.max_iter, random_state=self.random_state))
+                else HistGradientBoostingClassifier(**hgb))
         out = (clone(self.outcome_model) if self.outcome_model is not None
-               else HistGradientBoostingRegressor(max_iter=self.max_iter, random_state=self.random_state))
+               else HistGradientBoostingRegressor(**hgb))
         return prop, out
 
     def _estimate(self, x, t, y, estimand):
@@ -577,6 +584,10 @@ class SVMBalancing(_Baseline):
             subsampled to ``max_units`` (ATE: stratified random subsample; ATT: all treated plus
             random controls), seeded by ``random_state``. ``info["n_used"]`` and
             ``info["subsampled"]`` say so; dropped units get weight 0. ``None`` = never.
+
+    ``info`` also holds ``alpha`` (raw duals of the units used, in [0, 1]), ``n_support``
+    (units with alpha > 0), Kish effective sample sizes per arm, and for the ATT the shared
+    treated dual ``treated_dual``.
     """
 
     name = "svm"

@@ -232,7 +232,8 @@ def load_ihdp(data_dir=None, replications: Iterable[int] | None = None, estimand
     """IHDP replications (1-based, default all 1000) from ``ihdp/npz_1000``.
 
     Each record: x (747, 25), t (747,), y = ``yf[:, r-1]``, ite = ``mu1 - mu0`` (noiseless),
-    truth = mean of ite over all units (ATE) or the treated (ATT).
+    truth = mean of ite over all units (ATE) or the treated (ATT). Every replication has the same
+    units, so all records share one read-only ``x`` and ``t`` (copy before modifying).
     """
     _check_estimand(estimand)
     path = _require(resolve_data_dir(data_dir) / IHDP_NPZ, "IHDP 1000-replication npz")
