@@ -68,6 +68,7 @@ __all__ = [
     "BalancingAttention",
     "att_flags",
     "normalize_keys",
+    "covariate_keys",
     "log_normalizer",
     "kernel_matvec",
     "dense_kernel",
@@ -116,11 +117,20 @@ def _signs(t: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(mask, 2.0 * t - 1.0, torch.zeros_like(t))
 
 
-def _maybe_checkpoint(fn, *args):
-    # Checkpoint a block only when autograd would otherwise keep its (B, block, N) temporaries.
-    if torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
-        return checkpoint(fn, *args, use_reentrant=False)
-    return fn(*args)
+def _row_blocks(fn, n: int, bs: int, q: torch.Tensor, *args: torch.Tensor) -> torch.Tensor:
+    """``cat([fn(q[:, i:i+bs], *args) for each row block], dim=1)``.
+
+    With several blocks under autograd each block is checkpointed (recomputed in the backward
+    pass), so the (B, bs, N) temporaries are never all alive at once: O(N) training memory.
+    """
+    if n <= bs:
+        return fn(q, *args)
+    grad = torch.is_grad_enabled() and any(a.requires_grad for a in (q, *args))
+    outs = []
+    for i in range(0, n, bs):
+        qb = q[:, i : i + bs]
+        outs.append(checkpoint(fn, qb, *args, use_reentrant=False) if grad else fn(qb, *args))
+    return torch.cat(outs, dim=1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -146,6 +156,22 @@ def normalize_keys(keys: torch.Tensor, mask: torch.Tensor, eps: float = 1e-6) ->
     centred = (keys - (keys * m).sum(1, keepdim=True) / n) * m
     mean_sq = (centred.square().sum((1, 2), keepdim=True) / (n * keys.shape[-1]))
     return centred * torch.rsqrt(mean_sq + eps)
+
+
+def covariate_keys(x: torch.Tensor, unit_mask: torch.Tensor, feature_mask: torch.Tensor) -> torch.Tensor:
+    """Keys of the fixed attention kernel on the covariates: ``s_ij = x_i . x_j / sqrt(d)``.
+
+    Args:
+        x: (B, N, D) standardised covariates, zero on padded units and features.
+        unit_mask: (B, N); feature_mask: (B, D) valid features (d = its row sum).
+
+    Returns:
+        (B, N, D) float32 keys: `normalize_keys` of x rescaled so the scores are those of
+        ``normalize_keys`` on the d valid columns alone. Padded columns contribute nothing, so
+        the kernel is exactly Algorithm 1's (`cina.single`, ``learn_keys=False``) for any D.
+    """
+    d = feature_mask.sum(-1).clamp_min(1).to(torch.float32).view(-1, 1, 1)
+    return normalize_keys(x.float(), unit_mask) * (d / x.shape[-1]) ** 0.25
 
 
 def _scores(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -183,8 +209,7 @@ def log_normalizer(keys: torch.Tensor, mask: torch.Tensor, block_size: int | Non
     def rows(qb: torch.Tensor, kk: torch.Tensor) -> torch.Tensor:
         return torch.logsumexp(qb @ kk.transpose(-1, -2), dim=-1)
 
-    out = torch.cat([_maybe_checkpoint(rows, q[:, i : i + bs], k) for i in range(0, N, bs)], dim=1)
-    return out.masked_fill(~mask, 0.0)
+    return _row_blocks(rows, N, bs, q, k).masked_fill(~mask, 0.0)
 
 
 def kernel_matvec(
@@ -224,8 +249,7 @@ def kernel_matvec(
     def rows(qb: torch.Tensor, kk: torch.Tensor, uu: torch.Tensor) -> torch.Tensor:
         return ((qb @ kk.transpose(-1, -2)).exp_() @ uu).squeeze(-1)
 
-    out = torch.cat([_maybe_checkpoint(rows, q[:, i : i + bs], k, u) for i in range(0, N, bs)], dim=1)
-    out = out * torch.exp(half_self.squeeze(-1) - log_h)
+    out = _row_blocks(rows, N, bs, q, k, u) * torch.exp(half_self.squeeze(-1) - log_h)
     return out.masked_fill(~mask, 0.0)
 
 
@@ -564,25 +588,30 @@ def check_dataset(x, t, y=None, *, min_units: int = 2) -> tuple[np.ndarray, np.n
 class BalancingAttention(nn.Module):
     """CInA's final layer: self-attention with tied queries/keys whose values are balancing weights.
 
-    Keys come from a treatment-blind representation (if keys saw t_i, the kernel could separate the
-    arms perfectly and the "balancing" would be degenerate); the weights come from a
-    treatment-aware representation. Values are parametrised through the weights,
-    ``alpha = sigmoid(value_proj(z))`` and ``V = w alpha / (lam h)``, so the SVM box constraint
-    ``0 <= alpha <= 1`` holds by construction and the read-out ``alpha = lam w V h`` is exact.
+    Values are parametrised through the weights, ``alpha = sigmoid(value_proj(z))`` and
+    ``V = w alpha / (lam h)``, so the SVM box constraint ``0 <= alpha <= 1`` holds by construction
+    and the paper's read-out ``alpha = lam w V h`` is exact.
+
+    Keys are either learned from a treatment-blind representation (``key_dim`` given: if keys saw
+    t_i the kernel could separate the arms perfectly and "balance" would be degenerate) or fixed,
+    the standardised covariates (`covariate_keys`, ``key_dim=None``); the caller passes them in.
 
     Args:
         d_model: width of the incoming unit representations.
-        key_dim: D, dimension of the tied keys (sets the kernel's dynamic range, see
-            `normalize_keys`).
+        key_dim: D of learned keys (sets the kernel's dynamic range, see `normalize_keys`), or None
+            for a fixed kernel (no key parameters).
     """
 
-    def __init__(self, d_model: int, key_dim: int = 16):
+    def __init__(self, d_model: int, key_dim: int | None = None):
         super().__init__()
-        self.key_proj = nn.Linear(d_model, key_dim, bias=False)  # bias is removed by centring anyway
+        # bias-free: centring in normalize_keys removes a bias anyway
+        self.key_proj = nn.Linear(d_model, key_dim, bias=False) if key_dim else None
         self.value_proj = nn.Linear(d_model, 1)
 
     def keys(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, N, d_model) treatment-blind units -> (B, N, D) normalised float32 keys."""
+        if self.key_proj is None:
+            raise RuntimeError("this layer has a fixed kernel (key_dim=None): pass covariate_keys(...)")
         return normalize_keys(self.key_proj(z).float(), mask)
 
     def alpha(self, z: torch.Tensor, t: torch.Tensor, mask: torch.Tensor, estimand: EstimandLike = "ate") -> torch.Tensor:
@@ -591,7 +620,7 @@ class BalancingAttention(nn.Module):
 
     def forward(
         self,
-        z_keys: torch.Tensor,
+        keys: torch.Tensor,
         z_values: torch.Tensor,
         t: torch.Tensor,
         mask: torch.Tensor,
@@ -600,9 +629,6 @@ class BalancingAttention(nn.Module):
         block_size: int | None = None,
         objective: str = "gap",
     ) -> dict[str, torch.Tensor]:
-        """Keys, dual-feasible weights ``alpha`` and the loss terms (see `balancing_loss`)."""
-        keys = self.keys(z_keys, mask)
+        """Dual-feasible weights ``alpha`` and the loss terms (see `balancing_loss`) for given keys."""
         alpha = self.alpha(z_values, t, mask, estimand)
-        out = balancing_loss(keys, alpha, t, mask, lam, estimand, block_size, objective)
-        out["keys"] = keys
-        return out
+        return balancing_loss(keys, alpha, t, mask, lam, estimand, block_size, objective)

@@ -9,7 +9,7 @@ units and the estimate is permutation-invariant)::
 
     x (N, d) --standardise per dataset--> zero-pad to max_features --Linear--> (N, d_model)
       --n_layers pre-LN transformer blocks (attention across units)--> z          [treatment-blind]
-    keys  = set-normalised Linear(LN(z))                                        (N, key_dim)
+    keys  = standardised x (kernel="covariates", default) or set-normalised Linear(LN(z)) ("learned")
     z_v   = z + E_t[t] + E_estimand (+ Linear(log lam) if lam-conditioned)
       --n_value_layers transformer blocks--> alpha = sigmoid(Linear(LN(.)))      (N,) in (0, 1)
     balancing attention (cina.balancing): tied keys, values V = w alpha / (lam h),
@@ -17,25 +17,36 @@ units and the estimate is permutation-invariant)::
 
 Design choices where the paper is silent (cina_method.md §4.2 marks them unknown):
 
-* **Keys never see the treatment.** The loss, minimised over the keys, prefers kernels that
-  separate the arms (cina_method.md §2.4 caveat 2). If the key path saw t_i the kernel could
-  separate them perfectly and "balance" would be meaningless, so keys come from a treatment-blind
-  encoder; only the value branch gets t. Keys are centred and scaled per dataset
-  (`cina.balancing.normalize_keys`) to bound the kernel's bandwidth.
+* **Kernel.** ``kernel="covariates"`` (default): the balancing attention's keys are the
+  standardised covariates themselves (`cina.balancing.covariate_keys`,
+  s_ij = x_i . x_j / sqrt(d)), i.e. exactly Algorithm 1's kernel with frozen keys; the network
+  amortises the SVM dual on that kernel and the reported duality gap measures how far the
+  zero-shot weights are from Algorithm 1's. Why not learn the kernel as the paper does: the loss,
+  minimised over the keys, prefers kernels that separate the arms (cina_method.md §2.4 caveat 2),
+  and measured per dataset (Algorithm 1, lam = 1e-3) learning the keys made the ATE worse:
+  MAE/sd(y) 0.068 vs 0.030 frozen on 20 Setoguchi-G tasks (paired SE 0.006), 0.103 vs 0.091 on
+  26 default-preset tasks (SE 0.015). ``kernel="learned"`` keeps the paper's version: keys from
+  the treatment-blind encoder (if keys saw t_i the kernel could separate the arms perfectly and
+  "balance" would be meaningless), centred and scaled per dataset to bound the bandwidth.
 * **Values through alpha.** alpha = sigmoid(.) enforces the SVM box 0 <= alpha <= 1; the
   attention values are V = w alpha / (lam h) and the paper's read-out lam w V h returns alpha
-  exactly. Treated units of ATT datasets are pinned at alpha = 1.
+  exactly. Treated units of ATT datasets share one weight (see `cina.balancing`, "att").
 * **Intercept.** Solved exactly per dataset (a breakpoint of a piecewise-linear function,
   `cina.balancing.optimal_intercept`): no parameter to learn and no bias from amortising it.
-* **Objective.** The duality gap P - D of the penalised hinge loss (keys trained by P, the paper's
-  kernel learning). P alone pins the decision function but leaves the weights loose along
+* **Objective.** The duality gap P - D of the penalised hinge loss (with ``kernel="learned"`` the
+  keys get the gradient of P only: the paper's kernel learning). P alone pins the decision function but leaves the weights loose along
   directions the kernel barely sees; see `cina.balancing.balancing_loss` for the measurement.
   ``objective="primal"`` gives the paper's loss.
 * **lambda.** ``lam_scaling="size"`` (default): dataset m is solved with lambda_m = lam / N_m.
   The attention kernel K_ij = exp(s_ij)/(h_i h_j) has entries ~1/N^2 (h ~ N), the hinge sum grows
   like N, so the dual per unit reads 2 mu - mu^2 MMD^2 / (2 lam) with mu the fraction of mass kept:
-  the mass/balance trade-off is the same for every N only if lambda ~ 1/N. A global lambda
-  (``lam_scaling="none"``) would keep almost all units on small datasets and few on large ones.
+  the mass/balance trade-off is the same for every N only if lambda ~ 1/N. Measured (Algorithm 1,
+  12 simulated datasets per N, lam = 1e-3): with lambda = lam/N the share of units with
+  alpha > 0 stays 0.69-0.70 and the max |SMD| after weighting 0.009-0.013 for N = 200, 800,
+  3200, while a global lambda tuned at N = 800 drifts (max |SMD| 0.035 at N = 3200, ESS/N 0.49
+  at N = 200). Whether the MSE-optimal lambda follows exactly 1/N is not established. Default
+  lam = 1e-3, the best compromise of a scan on default-preset and Setoguchi-G tasks (see
+  `cina.single`).
   ``lam_range=(lo, hi)`` additionally conditions the value branch on log lam, sampled
   log-uniformly per dataset during training, so one model serves a whole regularisation path.
 * **Features.** Datasets have different d: x is zero-padded to ``max_features`` (valid features
@@ -87,6 +98,7 @@ from .balancing import (
     auto_block_size,
     balance_diagnostics,
     check_dataset,
+    covariate_keys,
     project_weights,
     weighted_effect,
 )
@@ -94,6 +106,7 @@ from .single import DEFAULT_LAM
 
 __all__ = ["CInA", "CInAConfig", "collate_datasets"]
 
+KERNELS = ("covariates", "learned")
 FORMAT = "cina.CInA"
 FORMAT_VERSION = 1
 
@@ -106,7 +119,8 @@ class CInAConfig:
     d_model, n_heads, mlp_ratio, dropout: transformer width, heads, MLP expansion, dropout.
     n_layers: treatment-blind encoder blocks (feed the keys and the values).
     n_value_layers: treatment-aware blocks on the value branch.
-    key_dim: D of the tied balancing keys.
+    kernel: "covariates" (fixed kernel on standardised x, default) or "learned" (keys from z).
+    key_dim: D of the learned keys (kernel="learned" only).
     lam: per-unit penalty (lambda_m = lam / N_m with ``lam_scaling="size"``).
     lam_scaling: "size" or "none" (lambda_m = lam).
     lam_range: (lo, hi) to condition on log lam, sampled log-uniformly in training; None = fixed.
@@ -123,6 +137,7 @@ class CInAConfig:
     n_layers: int = 4
     n_value_layers: int = 2
     mlp_ratio: int = 4
+    kernel: str = "covariates"
     key_dim: int = 16
     dropout: float = 0.0
     lam: float = DEFAULT_LAM
@@ -160,6 +175,8 @@ class CInAConfig:
                 raise ValueError(f"lam={self.lam} must lie inside lam_range={self.lam_range}")
         if not self.estimands or any(e not in ESTIMANDS for e in self.estimands) or len(set(self.estimands)) != len(self.estimands):
             raise ValueError(f"estimands must be a non-empty subset of {ESTIMANDS}, got {self.estimands!r}")
+        if self.kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {KERNELS}, got {self.kernel!r}")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if not (self.supervised_weight >= 0):
@@ -225,13 +242,13 @@ class CInA(nn.Module):
         self.check_inputs = True  # validate batches (skipped under torch.compile)
         self.input_proj = nn.Linear(c.max_features, c.d_model)
         self.x_blocks = nn.ModuleList(Block(c) for _ in range(c.n_layers))
-        self.key_norm = nn.LayerNorm(c.d_model)
+        self.key_norm = nn.LayerNorm(c.d_model) if c.kernel == "learned" else None
         self.t_embed = nn.Embedding(2, c.d_model)
         self.estimand_embed = nn.Embedding(len(ESTIMANDS), c.d_model)
         self.lam_embed = nn.Linear(1, c.d_model) if c.lam_range is not None else None
         self.v_blocks = nn.ModuleList(Block(c) for _ in range(c.n_value_layers))
         self.value_norm = nn.LayerNorm(c.d_model)
-        self.balance = BalancingAttention(c.d_model, c.key_dim)
+        self.balance = BalancingAttention(c.d_model, c.key_dim if c.kernel == "learned" else None)
         self.apply(self._init_weights)
         # Start at alpha = 1/2 for every unit: uniform weights, i.e. the difference in means.
         nn.init.zeros_(self.balance.value_proj.weight)
@@ -289,8 +306,9 @@ class CInA(nn.Module):
             if not torch.isfinite(torch.where(unit_mask, y, torch.zeros_like(y))).all():
                 raise ValueError("batch['y'] has NaN/inf on real units")
 
-    def _prepare_x(self, x: torch.Tensor, unit_mask: torch.Tensor, feature_mask: torch.Tensor) -> torch.Tensor:
-        """(B, N, d) raw covariates -> (B, N, max_features) standardised, valid columns first."""
+    def _prepare_x(self, x: torch.Tensor, unit_mask: torch.Tensor, feature_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, N, d) raw covariates -> (B, N, max_features) standardised, valid columns first,
+        and the matching (B, max_features) feature mask."""
         B, N, d = x.shape
         F_max = self.config.max_features
         if self.training and self.config.shuffle_features:
@@ -316,7 +334,7 @@ class CInA(nn.Module):
         # Clip at 10 SD: heavy-tailed real covariates (earnings, counts) must not dominate the
         # input scale the network was trained on.
         xs = xs.clamp(-10.0, 10.0)
-        return torch.where(valid & ok, xs, torch.zeros_like(xs))
+        return torch.where(valid & ok, xs, torch.zeros_like(xs)), fmask
 
     def _estimand_flags(self, estimand, B: int, device) -> torch.Tensor:
         if estimand is None:
@@ -358,7 +376,7 @@ class CInA(nn.Module):
 
         Returns:
             dict with ``alpha`` (B, N) SVM weights in [0, 1], ``weights`` (B, N) normalised per
-            arm, ``keys`` (B, N, key_dim), ``lam`` (B,); with y: ``ate`` (B,) (the ATT for ATT
+            arm, ``keys`` (B, N, D) of the balancing attention, ``lam`` (B,); with y: ``ate`` (B,) (the ATT for ATT
             datasets) and ``ate_original`` if ``y_scale`` is given; with ``compute_loss``:
             ``loss`` (scalar), ``loss_balance``, ``loss_supervised`` (scalars) and per-dataset
             ``gap``, ``primal``, ``dual`` (B,).
@@ -383,10 +401,14 @@ class CInA(nn.Module):
         lam_abs = lam0 / n_units if c.lam_scaling == "size" else lam0
 
         attn_mask = unit_mask[:, None, None, :]
-        z = self.input_proj(self._prepare_x(x, unit_mask, feature_mask))
+        xs, fmask = self._prepare_x(x, unit_mask, feature_mask)
+        z = self.input_proj(xs)
         for block in self.x_blocks:
             z = block(z, attn_mask)
-        z_keys = self.key_norm(z)
+        if c.kernel == "learned":
+            keys = self.balance.keys(self.key_norm(z), unit_mask)
+        else:
+            keys = covariate_keys(xs, unit_mask, fmask)
         zv = z + self.t_embed(t.long()) + self.estimand_embed(att.long()).unsqueeze(1)
         if self.lam_embed is not None:
             lo, hi = math.log(c.lam_range[0]), math.log(c.lam_range[1])
@@ -396,15 +418,14 @@ class CInA(nn.Module):
             zv = block(zv, attn_mask)
         zv = self.value_norm(zv)
 
-        out: dict[str, torch.Tensor] = {"lam": lam0}
+        out: dict[str, torch.Tensor] = {"lam": lam0, "keys": keys}
         if compute_loss:
             block_size = auto_block_size(B, N, c.max_block_elements)
-            bal = self.balance(z_keys, zv, t, unit_mask, lam_abs, att, block_size, c.objective)
+            bal = self.balance(keys, zv, t, unit_mask, lam_abs, att, block_size, c.objective)
             alpha = bal["alpha"]
-            out.update(keys=bal["keys"], gap=bal["gap"], primal=bal["primal"], dual=bal["dual"])
+            out.update(gap=bal["gap"], primal=bal["primal"], dual=bal["dual"])
         else:
             alpha = self.balance.alpha(zv, t, unit_mask, att)
-            out["keys"] = self.balance.keys(z_keys, unit_mask)
         weights = project_weights(alpha, t, unit_mask, att)
         out.update(alpha=alpha, weights=weights)
         if y is not None:

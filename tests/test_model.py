@@ -38,8 +38,9 @@ def _datasets(sizes, seed=0):
     return xs, ts, ys
 
 
-def test_forward_backward_and_outputs():
-    m = _model().train()
+@pytest.mark.parametrize("kernel", ["covariates", "learned"])
+def test_forward_backward_and_outputs(kernel):
+    m = _model(kernel=kernel).train()
     xs, ts, ys = _datasets([(40, 3), (55, 5), (30, 8)])
     batch = collate_datasets(xs, ts, ys)
     batch["ate"] = torch.ones(3)
@@ -58,8 +59,9 @@ def test_forward_backward_and_outputs():
     assert m.loss(batch).ndim == 0
 
 
-def test_padding_units_and_features_changes_nothing():
-    m = _model(1)
+@pytest.mark.parametrize("kernel", ["covariates", "learned"])
+def test_padding_units_and_features_changes_nothing(kernel):
+    m = _model(1, kernel=kernel)
     xs, ts, ys = _datasets([(40, 3)], seed=1)
     alone = m(collate_datasets(xs, ts, ys))
     # same dataset next to a larger one (so it gets padded units) with junk in the padding, and
@@ -79,8 +81,9 @@ def test_padding_units_and_features_changes_nothing():
     assert torch.all(padded["weights"][0, 40:] == 0)
 
 
-def test_permutation_equivariance():
-    m = _model(2)
+@pytest.mark.parametrize("kernel", ["covariates", "learned"])
+def test_permutation_equivariance(kernel):
+    m = _model(2, kernel=kernel)
     xs, ts, ys = _datasets([(60, 4)], seed=3)
     perm = np.random.default_rng(0).permutation(60)
     a = m(collate_datasets(xs, ts, ys))
@@ -89,6 +92,25 @@ def test_permutation_equivariance():
     np.testing.assert_allclose(b["ate"].item(), a["ate"].item(), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(b["gap"].item(), a["gap"].item(), rtol=1e-4, atol=1e-6)
     assert not torch.allclose(a["weights"][0], a["weights"][0].mean().expand(60))  # non-trivial
+
+
+def test_fixed_kernel_is_algorithm_1_kernel():
+    # kernel="covariates": the balancing attention uses exactly Algorithm 1's frozen-key kernel, so
+    # Algorithm 1's exact SVM weights have (near) zero duality gap under the model's loss.
+    from cina.balancing import balancing_loss, dense_kernel
+    from cina.single import SingleDatasetCInA
+
+    m = _model(11)
+    xs, ts, ys = _datasets([(60, 5)], seed=13)
+    batch = collate_datasets(xs, ts, ys)
+    keys = m(batch)["keys"]
+    alg1 = SingleDatasetCInA().fit(xs[0], ts[0])
+    mask = batch["unit_mask"]
+    K_model = dense_kernel(keys.double(), mask)[0].numpy()
+    K_alg1 = dense_kernel(torch.as_tensor(alg1.keys_)[None], mask)[0].numpy()
+    np.testing.assert_allclose(K_model, K_alg1, rtol=1e-4, atol=1e-10)
+    out = balancing_loss(keys.double(), torch.as_tensor(alg1.alpha_)[None], batch["t"].double(), mask, alg1.lam_)
+    assert abs(out["gap"].item()) < 1e-6
 
 
 def test_estimate_batched_equals_one_by_one():

@@ -182,7 +182,7 @@ def test_interface_and_errors():
         SingleDatasetCInA(lam_scaling="log").fit(x, t)
     with pytest.raises(ValueError, match="binary"):
         fit_single(x, t + 1)
-    m = SingleDatasetCInA(key_dim=3, max_iter=5).fit(x, t)
+    m = SingleDatasetCInA(key_dim=3, learn_keys=True, max_iter=5).fit(x, t)
     assert m.keys_.shape == (60, 3) and m.weights_.shape == (60,) and m.n_iter_ == 5
     est = m.estimate(y)
     assert isinstance(est, cina.Estimate) and np.isfinite(est.ate)
