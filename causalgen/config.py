@@ -135,6 +135,9 @@ class QCConfig:
     min_units_per_arm: int = 5
     min_outcome_std: float = 1e-3
     max_abs_value: float = 1e4
+    #: reject tasks whose Monte-Carlo population ATE has a larger standard error
+    #: (units of Y, whose control-world sd is ~1)
+    max_ate_se: float = 0.1
     max_attempts: int = 25
 
 
@@ -413,6 +416,8 @@ def validate(cfg: TaskConfig) -> TaskConfig:
         raise ConfigError(f"qc.max_attempts: expected an integer >= 1, got {q.max_attempts!r}")
     if not q.min_outcome_std >= 0:
         raise ConfigError(f"qc.min_outcome_std: expected a number >= 0, got {q.min_outcome_std!r}")
+    if isinstance(q.max_ate_se, bool) or not isinstance(q.max_ate_se, (int, float)) or not q.max_ate_se > 0:
+        raise ConfigError(f"qc.max_ate_se: expected a number > 0, got {q.max_ate_se!r}")
     if not q.max_abs_value > 0:
         raise ConfigError(f"qc.max_abs_value: expected a number > 0, got {q.max_abs_value!r}")
 

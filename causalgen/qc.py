@@ -7,7 +7,8 @@ the common head ``[:, :min(n)]`` unmasked and only the short tail is masked.
 QC rejects a task whose covariates, potential outcomes or propensities are
 non-finite or larger than ``qc.max_abs_value``, that has fewer than
 ``qc.min_units_per_arm`` units in an arm, whose observed outcome is (nearly)
-constant, or whose ATE is not finite; the first failing check names the reason.
+constant, whose ATE is not finite or too large, or whose Monte-Carlo ATE has a
+standard error above ``qc.max_ate_se``; the first failing check names the reason.
 """
 
 from __future__ import annotations
@@ -88,11 +89,13 @@ def summarise(y0: np.ndarray, y1: np.ndarray, t: np.ndarray, e: np.ndarray, n_un
     )
 
 
-def rejections(cfg: TaskConfig, peaks: np.ndarray, s: Summaries, n_units: np.ndarray, ate: np.ndarray) -> list:
+def rejections(cfg: TaskConfig, peaks: np.ndarray, s: Summaries, n_units: np.ndarray, ate: np.ndarray,
+               ate_se: np.ndarray | None = None) -> list:
     """A rejection reason (str) or None per task.
 
     peaks: (4, B) max |.| of x, y0, y1 and the propensity over the real units
-    (NaN or inf where some value is not finite)."""
+    (NaN or inf where some value is not finite). ate_se: (B,) standard errors of
+    the population ATE (0 where exact)."""
     q = cfg.qc
     bad = ~np.isfinite(peaks) | (peaks > q.max_abs_value)
     first = np.argmax(bad, axis=0)
@@ -103,7 +106,12 @@ def rejections(cfg: TaskConfig, peaks: np.ndarray, s: Summaries, n_units: np.nda
         ((s.n_treated < q.min_units_per_arm) | (n_units - s.n_treated < q.min_units_per_arm), "single_treatment_arm"),
         (s.y_std < q.min_outcome_std, "degenerate_outcome"),
         (~np.isfinite(ate), "non_finite"),
+        # A heavy-tailed unit effect can leave the Monte-Carlo ATE far off even when
+        # the observed sample looks tame: such a target would poison supervised training.
+        (np.isfinite(ate) & (np.abs(ate) > q.max_abs_value), "exploding_values"),
     ]
+    if ate_se is not None:
+        checks.append((np.nan_to_num(ate_se, nan=np.inf) > q.max_ate_se, "imprecise_ate"))
     reasons: list = [None] * len(ate)
     for failed, reason in reversed(checks):
         for b in np.flatnonzero(failed).tolist():

@@ -257,7 +257,7 @@ def _simulate_group(cfg: TaskConfig, draft: Draft) -> list:
         out = _simulate(draft, n_pad, noise, LINEAR_FAST_PATH)
         truth = _ground_truth(cfg, draft, out.cal, out.exact)
     stats = qc.summarise(out.y0, out.y1, out.t, out.e, draft.n_units)
-    reasons = qc.rejections(cfg, _peaks(cfg, draft, out), stats, draft.n_units, truth[0])
+    reasons = qc.rejections(cfg, _peaks(cfg, draft, out), stats, draft.n_units, truth[0], truth[1])
     return _records(cfg, draft, out, stats, truth, reasons)
 
 

@@ -57,6 +57,7 @@ def test_preset_with_overrides_in_yaml(tmp_path):
         ({"roles": {"zero_effect_prob": "often"}}, r"roles.zero_effect_prob: expected a number, got str"),
         ({"roles": {"treatment": "T"}}, r"roles.treatment: a fixed treatment node needs a fixed graph"),
         ({"qc": {"max_attempts": 0}}, r"qc.max_attempts: expected an integer >= 1, got 0"),
+        ({"qc": {"max_ate_se": 0}}, r"qc.max_ate_se: expected a number > 0, got 0"),
         ({"kind": "tabular"}, r"kind: expected 'random_dag' or 'setoguchi', got 'tabular'"),
         ({"setoguchi": {"scenario": "H"}}, r"setoguchi.scenario: expected one of A..G, got 'H'"),
         ({"ate_mc_units": 10}, r"ate_mc_units: expected an integer >= 100, got 10"),

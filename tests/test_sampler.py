@@ -416,3 +416,16 @@ def test_batched_equals_single_for_monte_carlo_and_mixed_tasks():
     assert sum(t.meta["ate_method"] == "monte_carlo" for t in batch) >= 8
     for s, task in zip(seeds, batch):
         assert task.equals(sample_task(cfg, s)), f"seed {s}"
+
+
+def test_qc_rejects_imprecise_or_huge_population_ate():
+    from causalgen import qc
+
+    cfg = load_config("default")
+    b = 3
+    peaks = np.ones((4, b))
+    stats = qc.Summaries(y=np.zeros((b, 10)), n_treated=np.full(b, 5), y_std=np.ones(b), sate=np.zeros(b),
+                         att=np.zeros(b), e_min=np.full(b, 0.2), e_max=np.full(b, 0.8), outside=np.zeros(b))
+    ate = np.array([0.5, -4.8e6, 0.5])
+    se = np.array([0.0, 4.8e6, 0.5])
+    assert qc.rejections(cfg, peaks, stats, np.full(b, 10), ate, se) == [None, "exploding_values", "imprecise_ate"]
