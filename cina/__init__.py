@@ -26,10 +26,15 @@ from .balancing import (
     values_from_alpha,
     weighted_effect,
 )
+from .data import ShardReadError, TaskLoader, TaskStream, select_tasks
 from .model import CInA, CInAConfig, collate_datasets
 from .single import DEFAULT_LAM, SingleDatasetCInA, fit_single, solve_balancing_svm
 
 __all__ = [
+    "ShardReadError",
+    "TaskLoader",
+    "TaskStream",
+    "select_tasks",
     "CInA",
     "CInAConfig",
     "DEFAULT_LAM",

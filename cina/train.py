@@ -318,7 +318,8 @@ def train(corpus, out_dir: str | os.PathLike, cfg: TrainConfig | None = None, *,
     # The loader gets its own generator: a DataLoader iterator otherwise draws its base seed
     # from the global RNG when created, which would shift the model's random stream on resume.
     loader = TaskLoader(stream, num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
-                        generator=torch.Generator().manual_seed(cfg.seed))
+                        generator=torch.Generator().manual_seed(cfg.seed),
+                        persistent_workers=cfg.num_workers > 0)
     val_stream = TaskStream(
         corpus, cfg.batch_size, cfg.seed, split="validation", shuffle=False, drop_last=False,
         subsample_units=cfg.subsample_units, rank=0, world_size=1,
