@@ -247,7 +247,7 @@ def logistic_propensity(x, t, *, C: float = 1.0, max_iter: int = 2000) -> np.nda
     from sklearn.preprocessing import StandardScaler
 
     model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
-    model.fit(x, t.astype(int))
+    model.fit(np.asarray(x, dtype=np.float64), np.asarray(t).astype(int))
     return model.predict_proba(x)[:, 1]
 
 
@@ -268,6 +268,11 @@ class IPW(_Baseline):
 
     SE: influence function of the (ratio) estimator, treating the propensity as known
     (conservative for the ATE).
+
+    Horvitz-Thompson is not invariant to a shift of y: adding c to every outcome moves the ATE
+    estimate by ``c * (mean(t / e) - mean((1 - t) / (1 - e)))``. On IHDP (outcome level ~6,
+    in-sample mean(t / e) = 0.94 on rep 1) this gives MAE 1.00 over reps 1-100, against 0.125 for
+    the self-normalised version.
     """
 
     def __init__(self, normalized: bool = False, clip: float = 0.01, C: float = 1.0, estimand: str = "ate"):
@@ -389,7 +394,7 @@ class AIPW(_Baseline):
     stopping on a 10% validation split (``early_stopping=True``; sklearn only turns it on above
     10,000 rows). Without it the boosted propensity overfits small treated arms (IHDP: 139
     treated; fitted e up to 0.9 where the treated share is 0.19) and the clipped inverse weights
-    explode: IHDP reps 1-100 MAE 0.52 with sklearn's defaults vs 0.14 early-stopped. Pass
+    explode: IHDP reps 1-100 MAE 0.52 without early stopping vs 0.13 with it. Pass
     ``propensity_model`` / ``outcome_model`` (unfitted sklearn estimators; cloned per fold) to
     replace them. Fitted propensities are clipped into ``[clip, 1 - clip]``.
 

@@ -39,7 +39,7 @@ ESTIMATORS = {
 EXTRA = {
     "svm balancing (rbf, C=10)": ("svm", {"C": 10.0}),
     "svm balancing (rbf, C=100)": ("svm", {"C": 100.0}),
-    "aipw/dml (sklearn-default boosting, no early stopping)": ("aipw", {"early_stopping": False}),
+    "aipw/dml (boosting without early stopping)": ("aipw", {"early_stopping": False}),
 }
 
 
