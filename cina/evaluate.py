@@ -78,7 +78,7 @@ def _records(suite: str, opts: EvalOptions):
         kwargs["estimand"] = opts.estimand
     it = bm.load_suite(suite, opts.data_dir, **kwargs)
     for k, rec in enumerate(it):
-        if opts.limit is not None and k >= opts.limit and suite not in ("ihdp",):
+        if opts.limit is not None and k >= opts.limit and suite not in ("ihdp", "realcause"):
             return
         yield rec
 
