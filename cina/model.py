@@ -11,9 +11,9 @@ units and the estimate is permutation-invariant)::
       --n_layers pre-LN transformer blocks (attention across units)--> z          [treatment-blind]
     keys  = standardised x (kernel="covariates", default) or set-normalised Linear(LN(z)) ("learned")
     z_v   = z + E_t[t] + E_estimand (+ Linear(log lam) if lam-conditioned)
-      --n_value_layers transformer blocks--> alpha = sigmoid(Linear(LN(.)))      (N,) in (0, 1)
-    balancing attention (cina.balancing): tied keys, values V = w alpha / (lam h),
-      loss = duality gap of the penalised hinge loss; weights = alpha normalised per arm.
+      --n_value_layers transformer blocks--> direction = sigmoid(Linear(LN(.)))      (N,)
+    balancing attention (cina.balancing): tied keys, alpha = m* direction (dual-optimal scale),
+      values V = w alpha / (lam h), loss = duality gap; weights = alpha normalised per arm.
 
 Design choices where the paper is silent (cina_method.md §4.2 marks them unknown):
 
@@ -28,9 +28,12 @@ Design choices where the paper is silent (cina_method.md §4.2 marks them unknow
   26 default-preset tasks (SE 0.015). ``kernel="learned"`` keeps the paper's version: keys from
   the treatment-blind encoder (if keys saw t_i the kernel could separate the arms perfectly and
   "balance" would be meaningless), centred and scaled per dataset to bound the bandwidth.
-* **Values through alpha.** alpha = sigmoid(.) enforces the SVM box 0 <= alpha <= 1; the
-  attention values are V = w alpha / (lam h) and the paper's read-out lam w V h returns alpha
-  exactly. Treated units of ATT datasets share one weight (see `cina.balancing`, "att").
+* **Values through the weights.** The network outputs a direction sigmoid(.) in (0, 1)^N; the
+  SVM weights are alpha = m* x direction with the scale m* that maximises the dual along it
+  (closed form, capped so alpha <= 1), the attention values are V = w alpha / (lam h) and the
+  paper's read-out lam w V h returns alpha exactly. Predicting alpha = sigmoid(.) with a free
+  scale collapsed to alpha ~ 0 in training (see `cina.balancing.balancing_loss`). Treated units
+  of ATT datasets share one weight.
 * **Intercept.** Solved exactly per dataset (a breakpoint of a piecewise-linear function,
   `cina.balancing.optimal_intercept`): no parameter to learn and no bias from amortising it.
 * **Objective.** The duality gap P - D of the penalised hinge loss (with ``kernel="learned"`` the
@@ -99,7 +102,6 @@ from .balancing import (
     balance_diagnostics,
     check_dataset,
     covariate_keys,
-    project_weights,
     weighted_effect,
 )
 from .single import DEFAULT_LAM
@@ -250,7 +252,7 @@ class CInA(nn.Module):
         self.value_norm = nn.LayerNorm(c.d_model)
         self.balance = BalancingAttention(c.d_model, c.key_dim if c.kernel == "learned" else None)
         self.apply(self._init_weights)
-        # Start at alpha = 1/2 for every unit: uniform weights, i.e. the difference in means.
+        # Start at uniform weights within each arm, i.e. the difference in means.
         nn.init.zeros_(self.balance.value_proj.weight)
 
     @staticmethod
@@ -375,8 +377,9 @@ class CInA(nn.Module):
             compute_loss: False skips the O(N^2)-time kernel passes (weights only).
 
         Returns:
-            dict with ``alpha`` (B, N) SVM weights in [0, 1], ``weights`` (B, N) normalised per
-            arm, ``keys`` (B, N, D) of the balancing attention, ``lam`` (B,); with y: ``ate`` (B,) (the ATT for ATT
+            dict with ``weights`` (B, N) normalised per arm, ``keys`` (B, N, D) of the balancing
+            attention, ``lam`` (B,); with ``compute_loss`` also ``alpha`` (B, N), the SVM
+            weights in [0, 1]; with y: ``ate`` (B,) (the ATT for ATT
             datasets) and ``ate_original`` if ``y_scale`` is given; with ``compute_loss``:
             ``loss`` (scalar), ``loss_balance``, ``loss_supervised`` (scalars) and per-dataset
             ``gap``, ``primal``, ``dual`` (B,).
@@ -422,12 +425,11 @@ class CInA(nn.Module):
         if compute_loss:
             block_size = auto_block_size(B, N, c.max_block_elements)
             bal = self.balance(keys, zv, t, unit_mask, lam_abs, att, block_size, c.objective)
-            alpha = bal["alpha"]
-            out.update(gap=bal["gap"], primal=bal["primal"], dual=bal["dual"])
+            weights = bal["weights"]
+            out.update(alpha=bal["alpha"], gap=bal["gap"], primal=bal["primal"], dual=bal["dual"])
         else:
-            alpha = self.balance.alpha(zv, t, unit_mask, att)
-        weights = project_weights(alpha, t, unit_mask, att)
-        out.update(alpha=alpha, weights=weights)
+            weights = self.balance.weights(zv, t, unit_mask, att)
+        out["weights"] = weights
         if y is not None:
             tau = weighted_effect(weights, t, y.float(), unit_mask)
             out["ate"] = tau

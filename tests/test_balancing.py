@@ -266,6 +266,23 @@ def test_att_loss_treated_share_one_weight():
     np.testing.assert_allclose(mixed["loss"].numpy(), torch.where(flags, out["loss"], ate["loss"]).numpy())
 
 
+def test_relative_mode_uses_the_dual_optimal_scale():
+    # relative=True: alpha = m* rho maximises D(m rho) = m 1^T rho - m^2 q / (2 lam) over m subject
+    # to m max(rho) <= 1, i.e. m* = min(lam 1^T rho / q, 1 / max rho).
+    keys, alpha, t, mask = _random_batch(6)
+    for lam in (1e-4, 0.05, 50.0):  # interior optimum, and the box cap binding
+        out = balancing_loss(keys, alpha, t, mask, lam, relative=True)
+        a = out["alpha"]
+        assert torch.all(a <= 1 + 1e-12) and torch.all(a >= 0)
+        for c in (0.9, 1.1):
+            scaled = balancing_loss(keys, (c * a).clamp(max=1.0), t, mask, lam)
+            feasible = torch.all((c * a) <= 1, dim=-1)
+            assert torch.all(~feasible | (scaled["dual"] <= out["dual"] + 1e-12))
+        w = project_weights(a, t, mask)
+        np.testing.assert_allclose(w.numpy(), project_weights(alpha, t, mask).numpy(), rtol=1e-10)
+    assert torch.allclose(out["alpha"].amax(-1), torch.ones(3, dtype=f64))  # lam = 50: capped
+
+
 def test_gap_objective_gradients():
     # "gap": alpha-gradient of P - D, key-gradient of P only; value P - D.
     keys, alpha, t, mask = _random_batch(4)
