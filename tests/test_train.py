@@ -211,3 +211,10 @@ def test_estimate_missing_file_and_bad_model(tmp_path, capsys):
     f = write_csv(tmp_path / "d.csv", ["a", "t", "y"], [[r[0], r[2], r[3]] for r in good_rows()])
     assert cina_main(["estimate", str(f), "--treatment", "t", "--outcome", "y", "--model", str(tmp_path)]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+def test_estimate_with_the_shipped_default_model(tmp_path, capsys):
+    f = write_csv(tmp_path / "d.csv", ["age", "dose", "treated", "outcome"], good_rows(60, seed=3))
+    assert cina_main(["estimate", str(f), "--treatment", "treated", "--outcome", "outcome", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["model"].endswith("default_model") and np.isfinite(out["estimate"])
