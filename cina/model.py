@@ -62,7 +62,7 @@ it from numpy): dict of torch tensors
 
     x (B, N_max, d_max) float, t (B, N_max) float 0/1, unit_mask (B, N_max) bool,
     feature_mask (B, d_max) bool, optional y (B, N_max), ate (B,), att (B,), y_scale (B,),
-    y_loc (B,).
+    y_loc (B,), alpha_star (B, N_max) (distillation target, see ``distill_weight``).
 
 ``ate``/``att`` must be in the units of ``y``; the supervised loss divides both by the per-dataset
 SD of y, so it is scale-free. If ``y_scale`` is given, ``ate_original = ate * y_scale`` is returned
@@ -102,6 +102,7 @@ from .balancing import (
     balance_diagnostics,
     check_dataset,
     covariate_keys,
+    project_weights,
     weighted_effect,
 )
 from .single import DEFAULT_LAM
@@ -129,6 +130,9 @@ class CInAConfig:
     estimands: estimands the model is trained for; with both, each training dataset draws one.
     objective: "gap" (default) or "primal", see `cina.balancing.balancing_loss`.
     supervised_weight: weight of the ZS-S loss ((tau_hat - tau) / sd(y))^2; 0 = self-supervised.
+    distill_weight: weight of the distance (total variation, in [0, 1]) between the weights and
+        target SVM weights ``batch["alpha_star"]`` (e.g. Algorithm 1's, precomputed per task;
+        needs no outcomes); datasets without a target (NaN in row 0) are skipped.
     shuffle_features: permute the valid feature columns per dataset in training mode.
     max_block_elements: size of one (B, block, N) temporary of the balancing layer.
     """
@@ -148,6 +152,7 @@ class CInAConfig:
     estimands: tuple[str, ...] = ("ate",)
     objective: str = "gap"
     supervised_weight: float = 0.0
+    distill_weight: float = 0.0
     shuffle_features: bool = True
     max_block_elements: int = 2**24
 
@@ -183,6 +188,8 @@ class CInAConfig:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if not (self.supervised_weight >= 0):
             raise ValueError(f"supervised_weight must be >= 0, got {self.supervised_weight!r}")
+        if not (self.distill_weight >= 0):
+            raise ValueError(f"distill_weight must be >= 0, got {self.distill_weight!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -440,10 +447,18 @@ class CInA(nn.Module):
             loss_sup = torch.zeros((), device=x.device)
             if c.supervised_weight > 0 and y is not None:
                 loss_sup = self._supervised_loss(batch, tau, y.float(), unit_mask, att)
+            loss_distill = torch.zeros((), device=x.device)
+            if c.distill_weight > 0 and "alpha_star" in batch:
+                target = batch["alpha_star"].float()
+                has = torch.isfinite(target[:, 0])
+                target = project_weights(torch.where(has.unsqueeze(1), target, torch.ones_like(target)), t, unit_mask, att)
+                tv = 0.5 * torch.where(unit_mask, (weights - target).abs(), torch.zeros_like(target)).sum(-1)
+                loss_distill = torch.where(has, tv, torch.zeros_like(tv)).sum() / has.sum().clamp_min(1)
             out.update(
-                loss=loss_balance + c.supervised_weight * loss_sup,
+                loss=loss_balance + c.supervised_weight * loss_sup + c.distill_weight * loss_distill,
                 loss_balance=loss_balance,
                 loss_supervised=loss_sup,
+                loss_distill=loss_distill,
             )
         return out
 

@@ -219,6 +219,28 @@ def test_supervised_loss():
     np.testing.assert_allclose(out["ate_original"].detach().numpy(), out["ate"].detach().numpy() * [2, 3], rtol=1e-6)
 
 
+def test_distillation_loss():
+    m = _model(12, distill_weight=3.0)
+    xs, ts, ys = _datasets([(40, 3), (30, 3)], seed=14)
+    batch = collate_datasets(xs, ts, ys)
+    own = m(batch)
+    assert own["loss_distill"].item() == 0.0  # no target in the batch
+    batch["alpha_star"] = own["alpha"].detach() * 7.0  # any scale: normalised per arm
+    batch["alpha_star"][1] = float("nan")  # no target for dataset 1
+    out = m(batch)
+    assert out["loss_distill"].item() == pytest.approx(0.0, abs=1e-6)
+    target = torch.zeros_like(own["alpha"])
+    target[0, 0], target[0, 1] = 1.0, 1.0  # one treated and one control unit carry all weight
+    batch["alpha_star"][0] = target[0]
+    out = m(batch)
+    w = own["weights"][0].detach()
+    expect = 0.5 * (w - target[0]).abs().sum().item()  # the target is already normalised per arm
+    assert out["loss_distill"].item() == pytest.approx(expect, rel=1e-5)
+    assert out["loss"].item() == pytest.approx(out["loss_balance"].item() + 3.0 * expect, rel=1e-5)
+    out["loss"].backward()
+    assert m.balance.value_proj.weight.grad.abs().sum() > 0
+
+
 def test_a_few_steps_lower_the_duality_gap():
     # The self-supervised loss trains the weights towards the SVM solution (gap -> 0).
     torch.manual_seed(0)
