@@ -9,11 +9,11 @@ MODEL="${1:-cina/assets/default_model}"
 CORPUS="${2:-runs/default_model/corpus}"
 OUT=results/default_model
 PY=.venv/bin/python
-$PY -m cina.cli evaluate --model "$MODEL" --suite ihdp --limit 100 --out "$OUT" \
+$PY -m cina.cli evaluate --model "$MODEL" --suite ihdp --limit 100 --data-dir "${CINA_BENCHMARKS:-../shared/benchmarks}" --out "$OUT" \
     --estimators dim ipw snipw or aipw svm cina-zs --quiet
 $PY -m cina.cli evaluate --model "$MODEL" --suite synthetic --corpus "$CORPUS" --n-synthetic 20 --out "$OUT" \
     --estimators dim ipw snipw or svm cina-zs --quiet
-$PY -m cina.cli evaluate --model "$MODEL" --suite lalonde --out "$OUT" \
+$PY -m cina.cli evaluate --model "$MODEL" --suite lalonde --data-dir "${CINA_BENCHMARKS:-../shared/benchmarks}" --out "$OUT" \
     --estimators dim ipw snipw or aipw svm cina-zs --quiet
 $PY -m cina.cli evaluate --model "$MODEL" --suite synthetic --n-synthetic 20 --synthetic-config er5000-nonlinear \
     --out "$OUT/er5000" --estimators dim snipw or aipw svm cina-zs --quiet
