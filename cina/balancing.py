@@ -650,10 +650,11 @@ class BalancingAttention(nn.Module):
         estimand: EstimandLike = "ate",
         block_size: int | None = None,
         objective: str = "gap",
+        relative: bool = True,
     ) -> dict[str, torch.Tensor]:
-        """SVM weights ``alpha`` (direction x dual-optimal scale), per-arm ``weights`` and the loss
-        terms (`balancing_loss` with ``relative=True``)."""
+        """SVM weights ``alpha`` (direction x dual-optimal scale, or the sigmoid itself if not
+        ``relative``), per-arm ``weights`` and the loss terms (`balancing_loss`)."""
         out = balancing_loss(keys, self.direction(z_values, t, mask, estimand), t, mask, lam, estimand, block_size,
-                             objective, relative=True)
+                             objective, relative=relative)
         out["weights"] = project_weights(out["alpha"], t, mask, estimand)
         return out

@@ -38,9 +38,9 @@ def _datasets(sizes, seed=0):
     return xs, ts, ys
 
 
-@pytest.mark.parametrize("kernel", ["covariates", "learned"])
-def test_forward_backward_and_outputs(kernel):
-    m = _model(kernel=kernel).train()
+@pytest.mark.parametrize("kernel,alpha_scale", [("covariates", "optimal"), ("learned", "optimal"), ("covariates", "free")])
+def test_forward_backward_and_outputs(kernel, alpha_scale):
+    m = _model(kernel=kernel, alpha_scale=alpha_scale).train()
     xs, ts, ys = _datasets([(40, 3), (55, 5), (30, 8)])
     batch = collate_datasets(xs, ts, ys)
     batch["ate"] = torch.ones(3)
