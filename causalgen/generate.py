@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import json
 import os
 import posixpath
 import sys
 import time
 import uuid
-from dataclasses import asdict, dataclass, replace
-from typing import Any, Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
 from . import shard as shardfmt
 from .manifest import (

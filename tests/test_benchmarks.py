@@ -6,7 +6,6 @@ Tests that read ``../shared/benchmarks`` (or ``$CINA_BENCHMARKS``) skip when it 
 from __future__ import annotations
 
 import csv
-import shutil
 
 import numpy as np
 import pytest

@@ -8,7 +8,6 @@ import networkx as nx
 import numpy as np
 import pytest
 
-import causalgen
 from causalgen import Role, load_config, sample_task, sample_tasks
 from causalgen.config import GraphConfig, RoleConfig, TaskConfig
 from causalgen.graph import reachability

@@ -114,7 +114,7 @@ def test_att_matches_sklearn_svc_on_the_reduced_problem():
     from sklearn.svm import SVC
 
     x, t, y, _ = _confounded(150, seed=4)
-    n, tr, co = len(t), t == 1, t == 0
+    tr, co = t == 1, t == 0
     m = SingleDatasetCInA(0.01, estimand="att", learn_keys=False).fit(x, t)
     assert 0 <= m.duality_gap_ < 1e-8
     np.testing.assert_allclose(m.weights_[tr], 1 / tr.sum())
