@@ -564,10 +564,11 @@ class Estimate:
 # input validation (numpy, one dataset)
 
 
-def check_dataset(x, t, y=None, *, min_units: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def check_dataset(x, t, y=None, *, min_units: int = 2, min_per_arm: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Validate one dataset and return float64 ``x (N, d)``, ``t (N,)`` in {0,1}, ``y (N,)``.
 
-    Raises ValueError naming the problem (shape, NaN/inf, non-binary treatment, empty arm).
+    Raises ValueError naming the problem (shape, NaN/inf, non-binary treatment, an arm with
+    fewer than ``min_per_arm`` units).
     """
     x = np.asarray(x, dtype=np.float64)
     if x.ndim == 1:
@@ -587,8 +588,8 @@ def check_dataset(x, t, y=None, *, min_units: int = 2) -> tuple[np.ndarray, np.n
     if not np.all((t == 0) | (t == 1)):
         raise ValueError(f"t must be binary 0/1, got values {np.unique(t)[:10]}")
     n_t = int(t.sum())
-    if n_t == 0 or n_t == n:
-        raise ValueError(f"both arms need units: {n_t} treated, {n - n_t} control")
+    if min(n_t, n - n_t) < min_per_arm:
+        raise ValueError(f"both arms need at least {min_per_arm} unit(s): {n_t} treated, {n - n_t} control")
     if y is not None:
         y = np.asarray(y, dtype=np.float64)
         if y.shape != (n,):

@@ -123,34 +123,14 @@ def _check_estimand(estimand: str) -> str:
 
 
 def _check_data(x, t, y=None, *, square: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """float64 x (N, d), t (N,) in {0, 1}, y (N,); ValueError naming the problem."""
+    """float64 x (N, d), t (N,) in {0, 1}, y (N,); ValueError naming the problem. Every
+    estimator here needs two units per arm (variances, cross-fitting folds)."""
+    from .balancing import check_dataset
+
     x = np.asarray(x, dtype=np.float64)
-    if x.ndim == 1:
-        x = x[:, None]
-    if x.ndim != 2:
-        raise ValueError(f"x must be 2-D (n_units, n_features), got shape {x.shape}")
-    n = x.shape[0]
-    if square and x.shape != (n, n):
+    if square and (x.ndim != 2 or x.shape[0] != x.shape[1]):
         raise ValueError(f"kernel='precomputed' needs x to be the (N, N) Gram matrix, got shape {x.shape}")
-    if not np.all(np.isfinite(x)):
-        cols = sorted(set(np.argwhere(~np.isfinite(x))[:, 1].tolist()))
-        raise ValueError(f"x contains NaN or inf (columns {cols[:10]})")
-    t = np.asarray(t)
-    if t.shape != (n,):
-        raise ValueError(f"t must have shape ({n},) to match x, got {t.shape}")
-    t = t.astype(np.float64)
-    if not np.all((t == 0) | (t == 1)):
-        raise ValueError(f"t must be binary 0/1, got values {np.unique(t)[:10]}")
-    n_t = int(t.sum())
-    if n_t < 2 or n - n_t < 2:
-        raise ValueError(f"each arm needs at least 2 units: {n_t} treated, {n - n_t} control")
-    if y is not None:
-        y = np.asarray(y, dtype=np.float64)
-        if y.shape != (n,):
-            raise ValueError(f"y must have shape ({n},) to match x, got {y.shape}")
-        if not np.all(np.isfinite(y)):
-            raise ValueError("y contains NaN or inf")
-    return x, t, y
+    return check_dataset(x, t, y, min_units=1, min_per_arm=2)
 
 
 def _ratio_se(numerator: np.ndarray, denominator: np.ndarray, estimate: float) -> float:
