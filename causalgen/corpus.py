@@ -142,15 +142,7 @@ class Corpus:
 
     def shard(self, pos: int) -> shardfmt.ShardData:
         """Shard `pos`, from the LRU cache when possible."""
-        if pos in self._cache:
-            self._cache.move_to_end(pos)
-            return self._cache[pos]
-        data = self.read_shard(pos)
-        if self.cache_shards:
-            self._cache[pos] = data
-            while len(self._cache) > self.cache_shards:
-                self._cache.popitem(last=False)
-        return data
+        return shardfmt.lru_get(self._cache, pos, self.cache_shards, self.read_shard)
 
     def __getitem__(self, i: int) -> Task:
         if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):

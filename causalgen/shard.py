@@ -643,3 +643,17 @@ def pack_shard(src: str, dest: str) -> WrittenShard:
     files = read_shard_files(src)
     decode_shard(files, src)  # never publish a damaged shard
     return write_shard(files, dest)
+
+
+def lru_get(cache, key, limit: int, load):
+    """``cache[key]`` from an OrderedDict used as an LRU of at most `limit` entries; a miss
+    calls ``load(key)`` (and stores it unless `limit` is 0). Shared by the corpus readers."""
+    if key in cache:
+        cache.move_to_end(key)
+        return cache[key]
+    value = load(key)
+    if limit:
+        cache[key] = value
+        while len(cache) > limit:
+            cache.popitem(last=False)
+    return value
