@@ -68,6 +68,7 @@ __all__ = [
     "BalancingAttention",
     "att_flags",
     "normalize_keys",
+    "standardize_covariates",
     "covariate_keys",
     "log_normalizer",
     "kernel_matvec",
@@ -158,6 +159,29 @@ def normalize_keys(keys: torch.Tensor, mask: torch.Tensor, eps: float = 1e-6) ->
     return centred * torch.rsqrt(mean_sq + eps)
 
 
+def standardize_covariates(x: torch.Tensor, unit_mask: torch.Tensor, feature_mask: torch.Tensor) -> torch.Tensor:
+    """Per-dataset standardised covariates, the input of the network and of the covariate kernel.
+
+    Args:
+        x: (B, N, D) raw covariates; unit_mask: (B, N) real units; feature_mask: (B, D) real columns.
+
+    Returns:
+        (B, N, D): each real column centred and scaled to unit variance over the real units,
+        clipped at +-10 SD (heavy-tailed real covariates such as earnings must not dominate the
+        input scale the network was trained on); constant columns, padded units and padded
+        features are 0.
+    """
+    valid = unit_mask.unsqueeze(-1) & feature_mask.unsqueeze(1)
+    x = torch.where(valid, x, torch.zeros_like(x))
+    m = unit_mask.unsqueeze(-1).to(x.dtype)
+    n = m.sum(1, keepdim=True).clamp_min(1.0)
+    mean = (x * m).sum(1, keepdim=True) / n
+    var = ((x - mean).square() * m).sum(1, keepdim=True) / n
+    ok = var > 1e-12  # constant columns carry no information
+    xs = ((x - mean) * torch.rsqrt(torch.where(ok, var, torch.ones_like(var)))).clamp(-10.0, 10.0)
+    return torch.where(valid & ok, xs, torch.zeros_like(xs))
+
+
 def covariate_keys(x: torch.Tensor, unit_mask: torch.Tensor, feature_mask: torch.Tensor) -> torch.Tensor:
     """Keys of the fixed attention kernel on the covariates: ``s_ij = x_i . x_j / sqrt(d)``.
 
@@ -229,11 +253,12 @@ def kernel_matvec(
     block costs a matmul, an in-place exp and a matrix-vector product: the minimum memory traffic.
 
     Args:
-        keys: (B, N, D); u: (B, N) (padded entries ignored); mask: (B, N) bool.
+        keys: (B, N, D); u: (B, N) or (B, N, C) (C vectors at the cost of one; padded entries
+            ignored); mask: (B, N) bool.
         log_h: (B, N) from `log_normalizer` (computed if None).
 
     Returns:
-        (B, N); 0 on padded rows.
+        the shape of u; 0 on padded rows.
     """
     B, N, _ = keys.shape
     bs = block_size or auto_block_size(B, N)
@@ -244,13 +269,16 @@ def kernel_matvec(
     one = torch.ones_like(half_self)
     q = torch.cat([ks, one, -half_self], -1)
     k = torch.cat([ks, torch.where(mask, -log_h, _NEG).unsqueeze(-1), one], -1)
-    u = torch.where(mask, u, torch.zeros_like(u)).unsqueeze(-1)  # (B, N, 1)
+    vector = u.ndim == 2
+    u = u.unsqueeze(-1) if vector else u  # (B, N, C)
+    u = torch.where(mask.unsqueeze(-1), u, torch.zeros_like(u))
 
     def rows(qb: torch.Tensor, kk: torch.Tensor, uu: torch.Tensor) -> torch.Tensor:
-        return ((qb @ kk.transpose(-1, -2)).exp_() @ uu).squeeze(-1)
+        return (qb @ kk.transpose(-1, -2)).exp_() @ uu
 
-    out = _row_blocks(rows, N, bs, q, k, u) * torch.exp(half_self.squeeze(-1) - log_h)
-    return out.masked_fill(~mask, 0.0)
+    out = _row_blocks(rows, N, bs, q, k, u) * torch.exp(half_self - log_h.unsqueeze(-1))
+    out = out.masked_fill(~mask.unsqueeze(-1), 0.0)
+    return out.squeeze(-1) if vector else out
 
 
 def dense_kernel(keys: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

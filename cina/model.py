@@ -109,13 +109,19 @@ from .balancing import (
     check_dataset,
     covariate_keys,
     project_weights,
+    standardize_covariates,
     weighted_effect,
 )
 from .single import DEFAULT_LAM
+from .target_balancing import solve_target_balance
 
 __all__ = ["CInA", "CInAConfig", "collate_datasets"]
 
 KERNELS = ("covariates", "learned")
+BALANCINGS = ("target", "svm")
+#: defaults per balancing mode (chosen on the validation splits of a default-preset and an
+#: er5000-nonlinear corpus, see the module docstring): (lam, score_scale)
+MODE_DEFAULTS = {"target": (3e-4, 0.36), "svm": (DEFAULT_LAM, 1.0)}
 FORMAT = "cina.CInA"
 FORMAT_VERSION = 1
 
@@ -125,12 +131,20 @@ class CInAConfig:
     """Hyper-parameters of `CInA` (all JSON-serialisable).
 
     max_features: largest number of covariates a dataset may have.
+    balancing: "target" (default): each arm is balanced towards the target sample (ATE: all
+        units; ATT: the treated) by ``refine_steps`` unrolled balancing-attention layers started
+        from the network's weights (`cina.target_balancing`); "svm": the paper's layer, the SVM
+        dual of Tarr & Imai read out of one attention layer (arms balanced against each other).
+    refine_steps: unrolled target-balancing steps (balancing="target" only).
+    score_scale: multiplies the kernel's scores s_ij (a temperature; smaller = smoother kernel).
+        Default 0.36 for "target" and 1.0 for "svm".
     d_model, n_heads, mlp_ratio, dropout: transformer width, heads, MLP expansion, dropout.
     n_layers: treatment-blind encoder blocks (feed the keys and the values).
     n_value_layers: treatment-aware blocks on the value branch.
     kernel: "covariates" (fixed kernel on standardised x, default) or "learned" (keys from z).
     key_dim: D of the learned keys (kernel="learned" only).
-    lam: per-unit penalty (lambda_m = lam / N_m with ``lam_scaling="size"``).
+    lam: per-unit penalty (lambda_m = lam / N_m with ``lam_scaling="size"``); default 3e-4 for
+        "target", 1e-3 for "svm".
     lam_scaling: "size" or "none" (lambda_m = lam).
     lam_range: (lo, hi) to condition on log lam, sampled log-uniformly in training; None = fixed.
     estimands: estimands the model is trained for; with both, each training dataset draws one.
@@ -146,6 +160,9 @@ class CInAConfig:
     """
 
     max_features: int = 64
+    balancing: str = "target"
+    refine_steps: int = 30
+    score_scale: float | None = None
     d_model: int = 128
     n_heads: int = 4
     n_layers: int = 4
@@ -154,7 +171,7 @@ class CInAConfig:
     kernel: str = "covariates"
     key_dim: int = 16
     dropout: float = 0.0
-    lam: float = DEFAULT_LAM
+    lam: float | None = None
     lam_scaling: str = "size"
     lam_range: tuple[float, float] | None = None
     estimands: tuple[str, ...] = ("ate",)
@@ -166,6 +183,17 @@ class CInAConfig:
     max_block_elements: int = 2**24
 
     def __post_init__(self) -> None:
+        if self.balancing not in BALANCINGS:
+            raise ValueError(f"balancing must be one of {BALANCINGS}, got {self.balancing!r}")
+        lam_default, scale_default = MODE_DEFAULTS[self.balancing]
+        if self.lam is None:
+            self.lam = lam_default
+        if self.score_scale is None:
+            self.score_scale = scale_default
+        if not (isinstance(self.score_scale, (int, float)) and self.score_scale > 0 and math.isfinite(self.score_scale)):
+            raise ValueError(f"score_scale must be positive and finite, got {self.score_scale!r}")
+        if isinstance(self.refine_steps, bool) or not isinstance(self.refine_steps, int) or self.refine_steps < 0:
+            raise ValueError(f"refine_steps must be a non-negative integer, got {self.refine_steps!r}")
         self.estimands = tuple(self.estimands)
         if self.lam_range is not None:
             self.lam_range = tuple(float(v) for v in self.lam_range)
@@ -343,18 +371,7 @@ class CInA(nn.Module):
         else:
             x = F.pad(x, (0, F_max - d))
             fmask = F.pad(fmask, (0, F_max - d), value=False)
-        valid = unit_mask.unsqueeze(-1) & fmask.unsqueeze(1)
-        x = torch.where(valid, x, torch.zeros_like(x))
-        m = unit_mask.unsqueeze(-1).to(x.dtype)
-        n = m.sum(1, keepdim=True).clamp_min(1.0)
-        mean = (x * m).sum(1, keepdim=True) / n
-        var = ((x - mean).square() * m).sum(1, keepdim=True) / n
-        ok = var > 1e-12  # constant columns carry no information: set to 0
-        xs = (x - mean) * torch.rsqrt(torch.where(ok, var, torch.ones_like(var)))
-        # Clip at 10 SD: heavy-tailed real covariates (earnings, counts) must not dominate the
-        # input scale the network was trained on.
-        xs = xs.clamp(-10.0, 10.0)
-        return torch.where(valid & ok, xs, torch.zeros_like(xs)), fmask
+        return standardize_covariates(x, unit_mask, fmask), fmask
 
     def _estimand_flags(self, estimand, B: int, device) -> torch.Tensor:
         if estimand is None:
@@ -430,6 +447,8 @@ class CInA(nn.Module):
             keys = self.balance.keys(self.key_norm(z), unit_mask)
         else:
             keys = covariate_keys(xs, unit_mask, fmask)
+        if c.score_scale != 1.0:
+            keys = keys * math.sqrt(c.score_scale)
         zv = z + self.t_embed(t.long()) + self.estimand_embed(att.long()).unsqueeze(1)
         if self.lam_embed is not None:
             lo, hi = math.log(c.lam_range[0]), math.log(c.lam_range[1])
@@ -440,7 +459,16 @@ class CInA(nn.Module):
         zv = self.value_norm(zv)
 
         out: dict[str, torch.Tensor] = {"lam": lam0, "keys": keys}
-        if compute_loss:
+        if c.balancing == "target":
+            # float32 whatever the autocast: the solver's kernel products need the precision
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                alpha0 = self.balance.direction(zv.float(), t, unit_mask, att)
+                sol = solve_target_balance(keys.float(), t, unit_mask, lam_abs, att, alpha0, c.refine_steps,
+                                           c.max_block_elements)
+            weights = project_weights(sol["alpha"], t, unit_mask, att)
+            out.update(alpha=sol["alpha"], objective=sol["objective"], step_change=sol["step_change"])
+            bal = {"loss": sol["objective"]}
+        elif compute_loss:
             block_size = auto_block_size(B, N, c.max_block_elements)
             bal = self.balance(keys, zv, t, unit_mask, lam_abs, att, block_size, c.objective, c.alpha_scale == "optimal")
             weights = bal["weights"]
@@ -574,7 +602,10 @@ class CInA(nn.Module):
                     }
                     dg["max_abs_smd_before"] = float(np.abs(dg["smd_before"]).max())
                     dg["max_abs_smd_after"] = float(np.abs(dg["smd_after"]).max())
-                    if compute_loss:
+                    if "objective" in out:  # target balancing: its objective and convergence
+                        dg["balancing_loss"] = float(out["objective"][i])
+                        dg["last_step_change"] = float(out["step_change"][i])
+                    elif compute_loss:
                         dg["balancing_loss"] = float(out["primal"][i])
                         dg["duality_gap"] = float(out["gap"][i])
                     if has_y[i]:

@@ -1,5 +1,13 @@
 """Algorithm 1: CInA on a single dataset.
 
+Two balancing problems (``balancing=``, as in `cina.CInA`):
+
+* ``"target"`` (default): each arm is weighted towards the target sample (ATE: all units;
+  ATT: the treated), `cina.target_balancing`, solved to convergence by the same unrolled
+  attention steps the zero-shot model uses (until no weight moves by more than ``target_tol``).
+  This is the estimand-correct version of the ATE (see that module).
+* ``"svm"``: the paper's problem, the SVM dual of Tarr & Imai on the attention kernel, below.
+
 Fit the balancing attention of `cina.balancing` to one dataset (x, t) by minimising its penalised
 hinge loss, then read the balancing weights out of the attention values. Outcomes are not used.
 
@@ -35,9 +43,11 @@ import torch
 from .balancing import (
     ESTIMANDS,
     Estimate,
+    att_flags,
     balance_diagnostics,
     balancing_loss,
     check_dataset,
+    covariate_keys,
     dense_kernel,
     normalize_keys,
     project_weights,
@@ -48,6 +58,9 @@ __all__ = ["SingleDatasetCInA", "fit_single", "solve_balancing_svm", "DEFAULT_LA
 
 #: Default per-unit penalty lam (lambda = lam / N); see `cina.model` docs for the measurement.
 DEFAULT_LAM = 1e-3
+#: Target balancing's defaults (lam per unit, kernel score scale), chosen on validation splits
+#: (see `cina.model`).
+TARGET_LAM, TARGET_SCORE_SCALE = 3e-4, 0.36
 _TAU = 1e-12  # libsvm's floor on the curvature of a working pair
 
 
@@ -168,8 +181,12 @@ class SingleDatasetCInA:
     """Per-dataset CInA (Algorithm 1) with a scikit-learn-like interface.
 
     Args:
-        lam: penalty; per unit (lambda = lam / N) unless ``lam_scaling="none"``.
+        lam: penalty; per unit (lambda = lam / N) unless ``lam_scaling="none"``. Default:
+            3e-4 for "target", 1e-3 for "svm".
         estimand: "ate" or "att".
+        balancing: "target" (default) or "svm" (see the module docstring).
+        score_scale: multiplies the kernel scores (default 0.36 for "target", 1 for "svm").
+        target_tol, max_solver_steps: stopping rule of the target-balancing solver.
         lam_scaling: "size" (default) or "none".
         key_dim: D of the tied keys (default: number of features). The key map starts at the
             identity on standardised x (or a random orthogonal map when D != d).
@@ -197,9 +214,13 @@ class SingleDatasetCInA:
 
     def __init__(
         self,
-        lam: float = DEFAULT_LAM,
+        lam: float | None = None,
         *,
         estimand: str = "ate",
+        balancing: str = "target",
+        score_scale: float | None = None,
+        target_tol: float = 1e-6,
+        max_solver_steps: int = 5000,
         lam_scaling: str = "size",
         key_dim: int | None = None,
         learn_keys: bool = False,
@@ -212,6 +233,10 @@ class SingleDatasetCInA:
     ):
         self.lam = lam
         self.estimand = estimand
+        self.balancing = balancing
+        self.score_scale = score_scale
+        self.target_tol = target_tol
+        self.max_solver_steps = max_solver_steps
         self.lam_scaling = lam_scaling
         self.key_dim = key_dim
         self.learn_keys = learn_keys
@@ -223,7 +248,13 @@ class SingleDatasetCInA:
         self.random_state = random_state
 
     def _check_params(self) -> None:
-        if not (isinstance(self.lam, (int, float)) and self.lam > 0 and math.isfinite(self.lam)):
+        if self.balancing not in ("target", "svm"):
+            raise ValueError(f"balancing must be 'target' or 'svm', got {self.balancing!r}")
+        if self.balancing == "target" and self.learn_keys:
+            raise ValueError("learn_keys=True needs balancing='svm' (the paper's kernel learning)")
+        if self.score_scale is not None and not (isinstance(self.score_scale, (int, float)) and self.score_scale > 0):
+            raise ValueError(f"score_scale must be positive, got {self.score_scale!r}")
+        if self.lam is not None and not (isinstance(self.lam, (int, float)) and self.lam > 0 and math.isfinite(self.lam)):
             raise ValueError(f"lam must be a positive finite number, got {self.lam!r}")
         if self.estimand not in ESTIMANDS:
             raise ValueError(f"estimand must be one of {ESTIMANDS}, got {self.estimand!r}")
@@ -239,7 +270,11 @@ class SingleDatasetCInA:
         self._check_params()
         x, t, _ = check_dataset(x, t)
         n, d = x.shape
-        self.lam_ = self.lam / n if self.lam_scaling == "size" else float(self.lam)
+        lam = self.lam if self.lam is not None else (TARGET_LAM if self.balancing == "target" else DEFAULT_LAM)
+        scale = self.score_scale if self.score_scale is not None else (TARGET_SCORE_SCALE if self.balancing == "target" else 1.0)
+        self.lam_ = lam / n if self.lam_scaling == "size" else float(lam)
+        if self.balancing == "target":
+            return self._fit_target(x, t, scale)
         mean, sd = x.mean(0), x.std(0)
         xs = np.where(sd > 1e-12, (x - mean) / np.where(sd > 1e-12, sd, 1.0), 0.0)
 
@@ -258,7 +293,7 @@ class SingleDatasetCInA:
         logits = torch.zeros(1, n, dtype=dt, requires_grad=True)
 
         def keys_of(wk):
-            return normalize_keys(X @ wk.T, M)
+            return normalize_keys(X @ wk.T, M) * math.sqrt(scale)
 
         self.loss_curve_ = []
         steps = int(self.max_iter) if (self.learn_keys or not self.polish) else 0
@@ -297,6 +332,33 @@ class SingleDatasetCInA:
         self.estimand_ = self.estimand
         return self
 
+    def _fit_target(self, x: np.ndarray, t: np.ndarray, scale: float) -> "SingleDatasetCInA":
+        from .balancing import standardize_covariates
+        from .target_balancing import solve_target_balance
+
+        n, d = x.shape
+        X = torch.as_tensor(x, dtype=torch.float64)[None]
+        T = torch.as_tensor(t, dtype=torch.float64)[None]
+        M = torch.ones(1, n, dtype=torch.bool)
+        F = torch.ones(1, d, dtype=torch.bool)
+        keys = covariate_keys(standardize_covariates(X, M, F), M, F).double() * math.sqrt(scale)
+        sol = solve_target_balance(keys, T, M, self.lam_, att_flags(self.estimand, 1, keys.device),
+                                   steps=int(self.max_solver_steps), tol=self.target_tol)
+        self.keys_ = keys[0].numpy()
+        self.alpha_ = sol["alpha"][0].numpy()
+        self.weights_ = project_weights(sol["alpha"], T, M, self.estimand)[0].numpy()
+        self.loss_ = float(sol["objective"][0])
+        self.dual_objective_ = float("nan")
+        self.duality_gap_ = float("nan")
+        self.intercept_ = float("nan")
+        self.step_change_ = float(sol["step_change"][0])
+        self.loss_curve_ = []
+        self.n_iter_ = 0
+        self.solver_iter_ = int(sol["steps"])
+        self._x, self._t = x, t
+        self.estimand_ = self.estimand
+        return self
+
     def estimate(self, y) -> Estimate:
         """ATE (or ATT) of outcome y (N,) with the fitted weights, plus balance diagnostics."""
         if not hasattr(self, "weights_"):
@@ -314,14 +376,14 @@ class SingleDatasetCInA:
             max_abs_smd_after=float(np.abs(diag["smd_after"]).max()),
             n_treated=int(self._t.sum()),
             n_control=int((1 - self._t).sum()),
-            lam=float(self.lam),
+            lam=float(self.lam_ * len(self._t)) if self.lam_scaling == "size" else float(self.lam_),
             balancing_loss=self.loss_,
             duality_gap=self.duality_gap_,
         )
         return Estimate(ate=ate, weights=self.weights_.copy(), diagnostics=diag, estimand=self.estimand_)
 
 
-def fit_single(x, t, lam: float = DEFAULT_LAM, **kwargs) -> np.ndarray:
+def fit_single(x, t, lam: float | None = None, **kwargs) -> np.ndarray:
     """Algorithm 1 in one call: per-arm normalised balancing weights (N,) for one dataset.
 
     ``x`` (N, d) and ``t`` (N,) are numpy arrays (or array-likes); keyword arguments are those of

@@ -271,7 +271,7 @@ def test_svm_weights_agree_with_algorithm_1(estimand):
         pytest.skip("cina.single.fit_single (Algorithm 1) is not available yet")
     x, t, y, _, _ = simulate(5, n=300, offset=-0.5)
     lam = 0.5 / len(t)  # absolute lambda on the O(1/N^2) attention kernel
-    w_alg1 = single.fit_single(x, t, lam=lam, lam_scaling="none", learn_keys=False, estimand=estimand, tol=1e-10)
+    w_alg1 = single.fit_single(x, t, balancing="svm", lam=lam, lam_scaling="none", learn_keys=False, estimand=estimand, tol=1e-10)
     res = SVMBalancing(kernel="precomputed", lam=lam, tol=1e-10, estimand=estimand).estimate(_attention_kernel(x), t, y)
     assert np.allclose([res.weights[t == 1].sum(), res.weights[t == 0].sum()], 1.0)
     assert np.abs(res.weights - w_alg1).max() < 1e-4 * np.abs(w_alg1).max()  # measured ~1e-5 relative

@@ -54,7 +54,7 @@ def test_frozen_keys_match_sklearn_svc(lam):
     x, t, y, _ = _confounded(150, seed=0)
     n = len(t)
     # literal lambda: SVC(C = 1/lam); the attention kernel has entries ~1/N^2, so lambda ~ 1/N
-    model = SingleDatasetCInA(lam / n**2, lam_scaling="none", learn_keys=False).fit(x, t)
+    model = SingleDatasetCInA(lam / n**2, balancing="svm", lam_scaling="none", learn_keys=False).fit(x, t)
     K = _attention_kernel(model.keys_)
     a_svc = _svc_weights(K, t, C=n**2 / lam)
     w_svc = _normalise(a_svc, t)
@@ -69,8 +69,8 @@ def test_frozen_keys_match_sklearn_svc(lam):
 def test_size_scaled_lambda_is_svc_with_C_n_over_lam():
     pytest.importorskip("sklearn")
     x, t, y, _ = _confounded(120, seed=1)
-    w = fit_single(x, t, lam=0.1, learn_keys=False)
-    model = SingleDatasetCInA(0.1, learn_keys=False).fit(x, t)
+    w = fit_single(x, t, balancing="svm", lam=0.1, learn_keys=False)
+    model = SingleDatasetCInA(0.1, balancing="svm", learn_keys=False).fit(x, t)
     assert model.lam_ == pytest.approx(0.1 / 120)
     w_svc = _normalise(_svc_weights(_attention_kernel(model.keys_), t, C=120 / 0.1), t)
     np.testing.assert_allclose(w, w_svc, atol=1e-6)
@@ -81,10 +81,10 @@ def test_gradient_descent_on_the_loss_approaches_the_svm_solution():
     # Pure Algorithm 1 (Adam on the attention loss, no exact solve). Weak duality gives exact
     # bounds: with P*, D* the optimum, P(alpha) - P* <= gap and D* - D(alpha) <= gap.
     x, t, y, _ = _confounded(150, seed=2)
-    exact = SingleDatasetCInA(0.1, learn_keys=False).fit(x, t)
+    exact = SingleDatasetCInA(0.1, balancing="svm", learn_keys=False).fit(x, t)
     l1 = {}
     for objective in ("gap", "primal"):
-        m = SingleDatasetCInA(0.1, learn_keys=False, polish=False, max_iter=400, lr=0.1, objective=objective).fit(x, t)
+        m = SingleDatasetCInA(0.1, balancing="svm", learn_keys=False, polish=False, max_iter=400, lr=0.1, objective=objective).fit(x, t)
         assert m.loss_ - exact.loss_ <= m.duality_gap_ + 1e-12
         assert exact.dual_objective_ - m.dual_objective_ <= m.duality_gap_ + 1e-12
         assert m.loss_curve_[-1] < m.loss_curve_[0]
@@ -100,8 +100,8 @@ def test_learning_the_keys_lowers_the_optimal_loss():
     # min over keys of min over (V, b) of P: the learned kernel's optimal loss is below the
     # starting kernel's (both computed exactly by the polish).
     x, t, _, _ = _confounded(150, seed=3)
-    frozen = SingleDatasetCInA(0.1, learn_keys=False).fit(x, t)
-    learned = SingleDatasetCInA(0.1, learn_keys=True, max_iter=100).fit(x, t)
+    frozen = SingleDatasetCInA(0.1, balancing="svm", learn_keys=False).fit(x, t)
+    learned = SingleDatasetCInA(0.1, balancing="svm", learn_keys=True, max_iter=100).fit(x, t)
     assert learned.loss_ < frozen.loss_ - 1e-3
     assert learned.duality_gap_ < 1e-8
     assert not np.allclose(learned.keys_, frozen.keys_)
@@ -115,7 +115,7 @@ def test_att_matches_sklearn_svc_on_the_reduced_problem():
 
     x, t, y, _ = _confounded(150, seed=4)
     tr, co = t == 1, t == 0
-    m = SingleDatasetCInA(0.01, estimand="att", learn_keys=False).fit(x, t)
+    m = SingleDatasetCInA(0.01, balancing="svm", estimand="att", learn_keys=False).fit(x, t)
     assert 0 <= m.duality_gap_ < 1e-8
     np.testing.assert_allclose(m.weights_[tr], 1 / tr.sum())
     assert np.all(m.weights_ >= 0) and m.weights_[co].sum() == pytest.approx(1.0)
@@ -145,7 +145,7 @@ def test_estimates_remove_confounding_bias():
         naive = y[t == 1].mean() - y[t == 0].mean()
         err["naive"].append(naive - tau.mean())
         for est in ("ate", "att"):
-            e = SingleDatasetCInA(estimand=est, learn_keys=False).fit(x, t).estimate(y)
+            e = SingleDatasetCInA(balancing="svm", estimand=est, learn_keys=False).fit(x, t).estimate(y)
             truth = tau.mean() if est == "ate" else tau[t == 1].mean()
             err[est].append(e.ate - truth)
             assert e.diagnostics["max_abs_smd_after"] < e.diagnostics["max_abs_smd_before"]
@@ -164,25 +164,25 @@ def test_solver_handles_separable_and_tiny_cases():
     np.testing.assert_allclose(alpha, [1.0, 1.0])
     # tiny lambda (hard margin) on a well separated kernel: few support vectors, still balanced
     x, t, _, _ = _confounded(80, seed=5)
-    m = SingleDatasetCInA(1e-4, learn_keys=False).fit(x, t)
+    m = SingleDatasetCInA(1e-4, balancing="svm", learn_keys=False).fit(x, t)
     assert m.alpha_[t == 1].sum() == pytest.approx(m.alpha_[t == 0].sum(), rel=1e-8)
     assert m.duality_gap_ < 1e-7
 
 
 def test_interface_and_errors():
     x, t, y, _ = _confounded(60, seed=6)
-    m = SingleDatasetCInA()
+    m = SingleDatasetCInA(balancing="svm")
     with pytest.raises(RuntimeError, match="fit"):
         m.estimate(y)
     with pytest.raises(ValueError, match="lam"):
-        SingleDatasetCInA(lam=-1).fit(x, t)
+        SingleDatasetCInA(balancing="svm", lam=-1).fit(x, t)
     with pytest.raises(ValueError, match="estimand"):
-        SingleDatasetCInA(estimand="atc").fit(x, t)
+        SingleDatasetCInA(balancing="svm", estimand="atc").fit(x, t)
     with pytest.raises(ValueError, match="lam_scaling"):
-        SingleDatasetCInA(lam_scaling="log").fit(x, t)
+        SingleDatasetCInA(balancing="svm", lam_scaling="log").fit(x, t)
     with pytest.raises(ValueError, match="binary"):
-        fit_single(x, t + 1)
-    m = SingleDatasetCInA(key_dim=3, learn_keys=True, max_iter=5).fit(x, t)
+        fit_single(x, t + 1, balancing="svm")
+    m = SingleDatasetCInA(balancing="svm", key_dim=3, learn_keys=True, max_iter=5).fit(x, t)
     assert m.keys_.shape == (60, 3) and m.weights_.shape == (60,) and m.n_iter_ == 5
     est = m.estimate(y)
     assert isinstance(est, cina.Estimate) and np.isfinite(est.ate)
@@ -192,3 +192,19 @@ def test_interface_and_errors():
     keys = torch.as_tensor(m.keys_)[None]
     out = balancing_loss(keys, torch.as_tensor(m.alpha_)[None], torch.as_tensor(t)[None], torch.ones(1, 60, dtype=torch.bool), m.lam_)
     assert out["primal"].item() == pytest.approx(m.loss_, rel=1e-10)
+
+
+def test_target_balancing_is_the_default_and_converges():
+    x, t, y, _ = _confounded(150, seed=8)
+    m = SingleDatasetCInA().fit(x, t)
+    assert m.balancing == "target" and m.step_change_ < 1e-6 and m.solver_iter_ < 5000
+    w = m.weights_
+    assert np.all(w >= 0) and np.isclose(w[t == 1].sum(), 1) and np.isclose(w[t == 0].sum(), 1)
+    est = m.estimate(y)
+    assert est.diagnostics["max_abs_smd_after"] < est.diagnostics["max_abs_smd_before"]
+    att = SingleDatasetCInA(estimand="att").fit(x, t)
+    np.testing.assert_allclose(att.weights_[t == 1], 1 / t.sum())
+    with pytest.raises(ValueError, match="learn_keys"):
+        SingleDatasetCInA(learn_keys=True).fit(x, t)
+    with pytest.raises(ValueError, match="balancing"):
+        SingleDatasetCInA(balancing="entropy").fit(x, t)

@@ -1,0 +1,229 @@
+"""Target balancing: weight each arm towards a target sample, by unrolled balancing attention.
+
+The SVM dual of `cina.balancing` (Tarr & Imai) gives both arms equal mass and balances them
+*against each other*. Its weights therefore describe the largest balanced subset, not the whole
+sample: when one arm is small all its units hit the box and the "ATE" becomes the effect on that
+arm (IHDP: 139 treated of 747, the SVM "ATE" is the ATT; MAE 0.62 vs 0.30 for the difference in
+means on 30 replications). The ATE needs each arm to look like the *whole* sample, the ATT needs
+the controls to look like the treated. Target balancing solves exactly that, per free arm A with
+target set G (ATE: A = treated and A = controls, G = all units; ATT: A = controls, G = treated,
+treated weights uniform)::
+
+    minimise over a in [0, 1]^|A|   f(a) = -2 s + || s mu_G - sum_{k in A} a_k phi(x_k) ||^2 / (2 lam)
+
+with s = sum_k a_k the arm's mass, phi the feature map of the attention kernel
+``K_ij = exp(s_ij) / (h_i h_j)`` (`cina.balancing`) and mu_G the target's mean embedding. It is
+the ATT form of the SVM dual of `cina.balancing` (target arm as one unit) without the cap on the
+target's mass: lam trades the arm's mass (effective sample size) against the kernel MMD between
+the weighted arm and the target. Weights are a / s.
+
+Every quantity is a kernel product, i.e. a tied-key self-attention over the units with values
+``a / h``: ``(K a)_j`` is the attention output of unit j. The solver is accelerated projected
+gradient (FISTA, Beck & Teboulle 2009) unrolled for a fixed number of steps, so each step is one
+balancing-attention layer with shared keys and the whole solve is differentiable: `cina.CInA`
+puts these layers after its transformer (the network predicts the starting weights) and trains
+through them. Measured on 40 default-preset test tasks (uniform start, lam = 1e-3 / N): 30 steps
+reach the converged ATE error (MAE/sd(y) 0.127 at 30, 0.128 at 1000 steps); the constrained
+(equal-mass, box-capped target) version needed ~300 steps for the same.
+
+Memory: the kernel is materialised once, (B, N, N), when ``B * N^2 <= max_elements``, else every
+product is computed in row blocks by `cina.balancing.kernel_matvec` (O(N) memory, N^2 time per
+step). All shapes: keys (B, N, D), t / mask / alpha (B, N), att (B,) bool.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from .balancing import DEFAULT_BLOCK_ELEMENTS, auto_block_size, kernel_matvec, log_normalizer
+
+__all__ = ["KernelOperator", "free_and_target", "solve_target_balance", "target_objective"]
+
+
+class KernelOperator:
+    """``u -> K u`` for the attention kernel of tied ``keys``: dense if it fits, else block-wise.
+
+    Args:
+        keys: (B, N, D) keys; mask: (B, N) bool.
+        max_elements: largest (B, N, N) kernel materialised; above it products are block-wise.
+    """
+
+    def __init__(self, keys: torch.Tensor, mask: torch.Tensor, max_elements: int = DEFAULT_BLOCK_ELEMENTS):
+        B, N, _ = keys.shape
+        self.mask = mask
+        self.block_size = auto_block_size(B, N, max_elements)
+        self.log_h = log_normalizer(keys, mask, self.block_size)
+        self.keys = keys
+        self.dense = None
+        if B * N * N <= max_elements:
+            ks = keys * keys.shape[-1] ** -0.25
+            logk = ks @ ks.transpose(-1, -2) - self.log_h.unsqueeze(-1) - self.log_h.unsqueeze(1)
+            pair = mask.unsqueeze(1) & mask.unsqueeze(2)
+            self.dense = torch.where(pair, logk.exp(), torch.zeros_like(logk))
+
+    def __call__(self, u: torch.Tensor) -> torch.Tensor:
+        """u: (B, N) or (B, N, C) -> K u of the same shape (0 on padded rows)."""
+        if self.dense is not None:
+            return self.dense @ u if u.ndim == 3 else (self.dense @ u.unsqueeze(-1)).squeeze(-1)
+        return kernel_matvec(self.keys, u, self.mask, self.log_h, self.block_size)
+
+
+def free_and_target(t: torch.Tensor, mask: torch.Tensor, att: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Which units are weighted and what they are balanced towards.
+
+    Returns:
+        free_treated (B, N): treated units with free weights (ATE datasets only);
+        free_control (B, N): control units (always free);
+        target (B, N): the target set G (all units for the ATE, the treated for the ATT).
+    """
+    treated = (t > 0.5) & mask
+    control = (t <= 0.5) & mask
+    ate = ~att.unsqueeze(1)
+    return treated & ate, control, torch.where(ate, mask, treated)
+
+
+class _Problem:
+    """The per-arm quantities of f that do not depend on a (one kernel product)."""
+
+    def __init__(self, op: KernelOperator, t, mask, att, lam):
+        self.op = op
+        self.f1, self.f0, target = free_and_target(t, mask, att)
+        self.free = self.f1 | self.f0
+        dt = op.log_h.dtype
+        g = target.to(dt)
+        n_g = g.sum(-1, keepdim=True).clamp_min(1.0)
+        self.m = op(g) / n_g  # m_j = <phi_j, mu_G>
+        self.M = (self.m * g).sum(-1, keepdim=True) / n_g  # <mu_G, mu_G>
+        self.lam = torch.as_tensor(lam, dtype=dt, device=t.device).reshape(-1, 1)
+        self.a1 = self.f1.to(dt)
+        self.a0 = self.f0.to(dt)
+
+    def _split(self, a):
+        return a * self.a1, a * self.a0
+
+    def _arm(self, v1, v0):
+        """Per-unit value of a per-arm (B, 1) quantity."""
+        return torch.where(self.f1, v1, v0)
+
+    def products(self, a):
+        """Pieces of f and its gradient at a: per-arm masses, m . a, and (K a_A)_j."""
+        u1, u0 = self._split(a)
+        ka = self.op(torch.stack([u1, u0], -1))
+        ka_arm = torch.where(self.f1, ka[..., 0], ka[..., 1])
+        s1, s0 = u1.sum(-1, keepdim=True), u0.sum(-1, keepdim=True)
+        ma1, ma0 = (self.m * u1).sum(-1, keepdim=True), (self.m * u0).sum(-1, keepdim=True)
+        return (s1, s0), (ma1, ma0), ka_arm
+
+    def gradient(self, a):
+        (s1, s0), (ma1, ma0), ka = self.products(a)
+        s, ma = self._arm(s1, s0), self._arm(ma1, ma0)
+        g = -2.0 + (self.M * s - ma - self.m * s + ka) / self.lam
+        return torch.where(self.free, g, torch.zeros_like(g))
+
+    def objective(self, a):
+        """(B,) f summed over the free arms."""
+        (s1, s0), (ma1, ma0), ka = self.products(a)
+        aka = torch.where(self.free, a * ka, torch.zeros_like(a)).sum(-1)  # sum_A a_A^T K a_A
+        quad = aka + (self.M * (s1.square() + s0.square()) - 2.0 * (s1 * ma1 + s0 * ma0)).squeeze(-1)
+        return -2.0 * (s1 + s0).squeeze(-1) + quad / (2.0 * self.lam.squeeze(-1))
+
+    @torch.no_grad()
+    def lipschitz(self, iters: int = 20) -> torch.Tensor:
+        """(B, 1) upper estimate of the largest curvature of f over both arms (power iteration)."""
+        v = self.free.to(self.m.dtype)
+        v = v / v.norm(dim=-1, keepdim=True).clamp_min(1e-30)
+        top = torch.zeros_like(self.lam)
+        for _ in range(iters):
+            hv = self.gradient(v) + 2.0 * self.free.to(v.dtype)  # H v / lam (gradient is affine)
+            top = hv.norm(dim=-1, keepdim=True)
+            v = hv / top.clamp_min(1e-30)
+        # power iteration approaches the top eigenvalue from below: keep a margin
+        return 1.25 * top.clamp_min(1e-12)
+
+
+#: above this many units (and without a dense kernel) the step size comes from a subsample
+LIPSCHITZ_SUBSAMPLE = 2048
+
+
+def _lipschitz(prob: _Problem, keys, t, mask, att, lam, max_elements) -> torch.Tensor:
+    """(B, 1) curvature bound for the step size 1 / L.
+
+    Power iteration costs 20 kernel products; on large block-wise datasets it runs on a fixed
+    random subsample of LIPSCHITZ_SUBSAMPLE units instead: the curvature of f is that of an
+    empirical kernel mean, so lambda_max scales with the number of units (times 1.2 for the
+    sampling error). Only the step size depends on it, never the problem being solved.
+    """
+    N = keys.shape[1]
+    if prob.op.dense is not None or N <= LIPSCHITZ_SUBSAMPLE:
+        return prob.lipschitz()
+    gen = torch.Generator().manual_seed(0)
+    idx = torch.randperm(N, generator=gen)[:LIPSCHITZ_SUBSAMPLE].sort().values.to(keys.device)
+    m_sub = mask[:, idx]
+    sub = _Problem(KernelOperator(keys[:, idx], m_sub, max_elements), t[:, idx], m_sub, att, lam)
+    ratio = (m_sub.sum(-1, keepdim=True).clamp_min(1) / mask.sum(-1, keepdim=True).clamp_min(1)).to(keys.dtype)
+    return 1.2 * sub.lipschitz() * ratio
+
+
+def solve_target_balance(
+    keys: torch.Tensor,
+    t: torch.Tensor,
+    mask: torch.Tensor,
+    lam: torch.Tensor | float,
+    att: torch.Tensor,
+    alpha0: torch.Tensor | None = None,
+    steps: int = 30,
+    max_elements: int = DEFAULT_BLOCK_ELEMENTS,
+    tol: float | None = None,
+) -> dict[str, torch.Tensor]:
+    """Target-balancing weights by ``steps`` unrolled FISTA steps (each one attention layer).
+
+    Args:
+        keys: (B, N, D) tied keys (e.g. `cina.balancing.covariate_keys`).
+        t: (B, N) 0/1; mask: (B, N) bool; att: (B,) bool, True for ATT datasets.
+        lam: absolute penalty, float or (B,) (`cina.CInA` uses lam / N per dataset).
+        alpha0: (B, N) starting weights in [0, 1] (the network's guess); None = all ones
+            (the difference in means).
+        steps: FISTA steps; with ``tol`` the loop stops early once the largest change of a
+            weight in a step is below tol (per-dataset fits; keep None when training).
+
+    Returns:
+        dict: ``alpha`` (B, N) raw weights in [0, 1] (ATT treated 1, padding 0), ``objective``
+        (B,) f at alpha divided by N, ``step_change`` (B,) the largest |change| of a weight in
+        the last step (a convergence diagnostic), ``steps`` (int) taken.
+    """
+    dt = keys.dtype
+    t = t.to(dt)
+    op = KernelOperator(keys, mask, max_elements)
+    prob = _Problem(op, t, mask, att, lam)
+    L = _lipschitz(prob, keys, t, mask, att, lam, max_elements)
+    fixed = torch.where((t > 0.5) & mask & att.unsqueeze(1), torch.ones_like(t), torch.zeros_like(t))
+    start = torch.ones_like(t) if alpha0 is None else alpha0.to(dt).clamp(0.0, 1.0)
+    a = torch.where(prob.free, start, fixed)
+    z = a
+    tk = torch.ones(t.shape[0], 1, dtype=dt, device=t.device)
+    change = torch.zeros(t.shape[0], dtype=dt, device=t.device)
+    taken = 0
+    for taken in range(1, steps + 1):
+        a_next = torch.where(prob.free, (z - prob.gradient(z) / L).clamp(0.0, 1.0), fixed)
+        step = a_next - a
+        # Adaptive restart (O'Donoghue & Candes 2015): drop the momentum of a dataset whose
+        # step turned against its gradient mapping; removes FISTA's ripples on flat problems.
+        restart = (((z - a_next) * step).sum(-1, keepdim=True) > 0).detach()
+        tk = torch.where(restart, torch.ones_like(tk), tk)
+        tk_next = 0.5 * (1.0 + torch.sqrt(1.0 + 4.0 * tk * tk))
+        z = a_next + ((tk - 1.0) / tk_next) * step
+        change = step.detach().abs().amax(-1)
+        a, tk = a_next, tk_next
+        if tol is not None and bool((change < tol).all()):
+            break
+    n = mask.sum(-1).clamp_min(1).to(dt)
+    return {"alpha": a, "objective": prob.objective(a) / n, "step_change": change, "steps": taken}
+
+
+def target_objective(keys, t, mask, lam, att, alpha, max_elements: int = DEFAULT_BLOCK_ELEMENTS) -> torch.Tensor:
+    """(B,) f(alpha) / N, the quantity `solve_target_balance` minimises (for tests and diagnostics)."""
+    op = KernelOperator(keys, mask, max_elements)
+    n = mask.sum(-1).clamp_min(1).to(keys.dtype)
+    return _Problem(op, t.to(keys.dtype), mask, att, lam).objective(alpha.to(keys.dtype)) / n
