@@ -166,9 +166,11 @@ def _estimate(args) -> int:
         return 0
     print(f"{args.estimand.upper()} estimate: {result['estimate']:.6g}  ({result['n_units']} units, {result['n_treated']} treated)")
     print(f"model: {model_path}")
-    for key in ("ess_treated", "ess_control", "top1pct_weight_share"):
+    labels = {"ess_treated": "effective sample size, treated", "ess_control": "effective sample size, control",
+              "top1_share": "share of weight on the top 1% of units"}
+    for key, label in labels.items():
         if key in diag:
-            print(f"{key}: {diag[key]:.4g}" if isinstance(diag[key], float) else f"{key}: {diag[key]}")
+            print(f"{label}: {diag[key]:.4g}")
     smd_before, smd_after = diag.get("smd_before"), diag.get("smd_after")
     if smd_before is not None and smd_after is not None:
         print("standardised mean differences (before -> after weighting):")

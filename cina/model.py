@@ -136,6 +136,8 @@ class CInAConfig:
         from the network's weights (`cina.target_balancing`); "svm": the paper's layer, the SVM
         dual of Tarr & Imai read out of one attention layer (arms balanced against each other).
     refine_steps: unrolled target-balancing steps (balancing="target" only).
+    landmarks: Nystrom rank of the kernel for datasets too large for a dense kernel
+        (`cina.target_balancing.KernelOperator`); None = exact row blocks (O(N^2) per step).
     score_scale: multiplies the kernel's scores s_ij (a temperature; smaller = smoother kernel).
         Default 0.36 for "target" and 1.0 for "svm".
     d_model, n_heads, mlp_ratio, dropout: transformer width, heads, MLP expansion, dropout.
@@ -162,6 +164,7 @@ class CInAConfig:
     max_features: int = 64
     balancing: str = "target"
     refine_steps: int = 30
+    landmarks: int | None = 512
     score_scale: float | None = None
     d_model: int = 128
     n_heads: int = 4
@@ -194,6 +197,8 @@ class CInAConfig:
             raise ValueError(f"score_scale must be positive and finite, got {self.score_scale!r}")
         if isinstance(self.refine_steps, bool) or not isinstance(self.refine_steps, int) or self.refine_steps < 0:
             raise ValueError(f"refine_steps must be a non-negative integer, got {self.refine_steps!r}")
+        if self.landmarks is not None and (isinstance(self.landmarks, bool) or not isinstance(self.landmarks, int) or self.landmarks < 2):
+            raise ValueError(f"landmarks must be None or an integer >= 2, got {self.landmarks!r}")
         self.estimands = tuple(self.estimands)
         if self.lam_range is not None:
             self.lam_range = tuple(float(v) for v in self.lam_range)
@@ -464,7 +469,7 @@ class CInA(nn.Module):
             with torch.autocast(device_type=x.device.type, enabled=False):
                 alpha0 = self.balance.direction(zv.float(), t, unit_mask, att)
                 sol = solve_target_balance(keys.float(), t, unit_mask, lam_abs, att, alpha0, c.refine_steps,
-                                           c.max_block_elements)
+                                           c.max_block_elements, landmarks=c.landmarks)
             weights = project_weights(sol["alpha"], t, unit_mask, att)
             out.update(alpha=sol["alpha"], objective=sol["objective"], step_change=sol["step_change"])
             bal = {"loss": sol["objective"]}

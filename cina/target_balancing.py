@@ -43,28 +43,82 @@ __all__ = ["KernelOperator", "free_and_target", "solve_target_balance", "target_
 
 
 class KernelOperator:
-    """``u -> K u`` for the attention kernel of tied ``keys``: dense if it fits, else block-wise.
+    """``u -> K u`` for the attention kernel of tied ``keys``.
+
+    Three regimes, by size: the dense (B, N, N) kernel when it holds at most ``max_elements``
+    entries; a Nystrom (landmark) factorisation when a dataset has more than ``landmarks`` units
+    (and ``landmarks`` is set); exact row blocks otherwise (`kernel_matvec`, N^2 time per product).
+
+    Nystrom: ``exp(s_ij) = G_ij g_i g_j`` with the Gaussian kernel
+    ``G_ij = exp(-|k_i - k_j|^2 / (2 sqrt(D)))`` and ``g_i = exp(|k_i|^2 / (2 sqrt(D)))``, so
+    ``h = g * (G g)`` and ``K = diag(1 / G g) G diag(1 / G g)``. G (entries in (0, 1]) is
+    factorised on r landmark units, ``G ~ F F^T`` with ``F = G_NL G_LL^{-1/2}`` (N x r, in float64),
+    and every product costs O(N r) instead of O(N^2): a 16,000-unit dataset takes a fraction of a
+    second instead of half a minute. The landmarks are a fixed random subset of the real units.
 
     Args:
         keys: (B, N, D) keys; mask: (B, N) bool.
-        max_elements: largest (B, N, N) kernel materialised; above it products are block-wise.
+        max_elements: largest (B, N, N) kernel materialised.
+        landmarks: r for the Nystrom regime (None: never; exact row blocks instead).
     """
 
-    def __init__(self, keys: torch.Tensor, mask: torch.Tensor, max_elements: int = DEFAULT_BLOCK_ELEMENTS):
+    def __init__(self, keys: torch.Tensor, mask: torch.Tensor, max_elements: int = DEFAULT_BLOCK_ELEMENTS,
+                 landmarks: int | None = None):
         B, N, _ = keys.shape
         self.mask = mask
-        self.block_size = auto_block_size(B, N, max_elements)
-        self.log_h = log_normalizer(keys, mask, self.block_size)
         self.keys = keys
         self.dense = None
+        self.factor = None
+        self.block_size = auto_block_size(B, N, max_elements)
+        if B * N * N > max_elements and landmarks is not None and int(mask.sum(-1).min()) > landmarks:
+            self._nystrom(keys, mask, int(landmarks))
+            return
+        self.log_h = log_normalizer(keys, mask, self.block_size)
         if B * N * N <= max_elements:
             ks = keys * keys.shape[-1] ** -0.25
             logk = ks @ ks.transpose(-1, -2) - self.log_h.unsqueeze(-1) - self.log_h.unsqueeze(1)
             pair = mask.unsqueeze(1) & mask.unsqueeze(2)
             self.dense = torch.where(pair, logk.exp(), torch.zeros_like(logk))
 
+    def _nystrom(self, keys: torch.Tensor, mask: torch.Tensor, r: int) -> None:
+        B, N, D = keys.shape
+        k = (keys.double() * D ** -0.25).masked_fill(~mask.unsqueeze(-1), 0.0)
+        sq = k.square().sum(-1)  # |k_i|^2 / sqrt(D)
+        gen = torch.Generator().manual_seed(0)
+        # r landmarks among each dataset's real units: the r smallest random keys
+        order = torch.rand(B, N, generator=gen).to(keys.device).masked_fill(~mask, 2.0).argsort(-1)[:, :r]
+        kl = k.gather(1, order.unsqueeze(-1).expand(B, r, D))
+        sql = sq.gather(1, order)
+
+        def gauss(a, sa, b, sb):
+            return torch.exp(-(sa.unsqueeze(-1) + sb.unsqueeze(-2) - 2.0 * a @ b.transpose(-1, -2)).clamp_min(0.0) / 2.0)
+
+        g_ll = gauss(kl, sql, kl, sql)
+        evals, evecs = torch.linalg.eigh(g_ll)  # ascending
+        # Keep the directions above 1e-7 of the largest eigenvalue (the rest is numerical noise
+        # for a smooth kernel): fewer columns, and each product reads less memory.
+        rank = int((evals > evals[..., -1:] * 1e-7).sum(-1).max())
+        evals, evecs = evals[..., -rank:], evecs[..., -rank:]
+        f = gauss(k, sq, kl, sql) @ (evecs * evals.clamp_min(1e-300).rsqrt().unsqueeze(-2))  # (B, N, rank)
+        f = f.masked_fill(~mask.unsqueeze(-1), 0.0)
+        self.rank = rank
+        # g_j = exp(sq_j / 2) up to one factor per dataset, which scales h and cancels in K only
+        # if kept exactly: keep it, in float64 (sq is bounded by the standardised, clipped inputs)
+        g = torch.exp(sq / 2.0).masked_fill(~mask, 0.0)
+        gg = (f @ (f.transpose(-1, -2) @ g.unsqueeze(-1))).squeeze(-1)  # G g
+        gg = gg.clamp_min(torch.finfo(gg.dtype).tiny)
+        self.inv_gg = torch.where(mask, 1.0 / gg, torch.zeros_like(gg))
+        self.log_h = torch.where(mask, torch.log(g.clamp_min(1e-300)) + torch.log(gg), torch.zeros_like(gg)).to(keys.dtype)
+        self.factor = f
+        self.factor_t = f.transpose(-1, -2).contiguous()
+
     def __call__(self, u: torch.Tensor) -> torch.Tensor:
         """u: (B, N) or (B, N, C) -> K u of the same shape (0 on padded rows)."""
+        if self.factor is not None:
+            v = u.unsqueeze(-1) if u.ndim == 2 else u
+            w = self.inv_gg.unsqueeze(-1) * v.double()
+            out = (self.inv_gg.unsqueeze(-1) * (self.factor @ (self.factor_t @ w))).to(u.dtype)
+            return out.squeeze(-1) if u.ndim == 2 else out
         if self.dense is not None:
             return self.dense @ u if u.ndim == 3 else (self.dense @ u.unsqueeze(-1)).squeeze(-1)
         return kernel_matvec(self.keys, u, self.mask, self.log_h, self.block_size)
@@ -156,7 +210,7 @@ def _lipschitz(prob: _Problem, keys, t, mask, att, lam, max_elements) -> torch.T
     sampling error). Only the step size depends on it, never the problem being solved.
     """
     N = keys.shape[1]
-    if prob.op.dense is not None or N <= LIPSCHITZ_SUBSAMPLE:
+    if prob.op.dense is not None or prob.op.factor is not None or N <= LIPSCHITZ_SUBSAMPLE:
         return prob.lipschitz()
     gen = torch.Generator().manual_seed(0)
     idx = torch.randperm(N, generator=gen)[:LIPSCHITZ_SUBSAMPLE].sort().values.to(keys.device)
@@ -176,6 +230,7 @@ def solve_target_balance(
     steps: int = 30,
     max_elements: int = DEFAULT_BLOCK_ELEMENTS,
     tol: float | None = None,
+    landmarks: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """Target-balancing weights by ``steps`` unrolled FISTA steps (each one attention layer).
 
@@ -187,6 +242,8 @@ def solve_target_balance(
             (the difference in means).
         steps: FISTA steps; with ``tol`` the loop stops early once the largest change of a
             weight in a step is below tol (per-dataset fits; keep None when training).
+        landmarks: Nystrom rank for datasets too large for a dense kernel (`KernelOperator`);
+            None = exact row blocks (O(N^2) time per step).
 
     Returns:
         dict: ``alpha`` (B, N) raw weights in [0, 1] (ATT treated 1, padding 0), ``objective``
@@ -195,7 +252,7 @@ def solve_target_balance(
     """
     dt = keys.dtype
     t = t.to(dt)
-    op = KernelOperator(keys, mask, max_elements)
+    op = KernelOperator(keys, mask, max_elements, landmarks)
     prob = _Problem(op, t, mask, att, lam)
     L = _lipschitz(prob, keys, t, mask, att, lam, max_elements)
     fixed = torch.where((t > 0.5) & mask & att.unsqueeze(1), torch.ones_like(t), torch.zeros_like(t))

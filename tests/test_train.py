@@ -219,3 +219,12 @@ def test_estimate_with_the_shipped_default_model(tmp_path, capsys):
     assert cina_main(["estimate", str(f), "--treatment", "treated", "--outcome", "outcome", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["model"].endswith("default_model") and np.isfinite(out["estimate"])
+
+
+def test_estimate_prints_readable_diagnostics(tmp_path, capsys):
+    f = write_csv(tmp_path / "d.csv", ["age", "dose", "treated", "outcome"], good_rows(80, seed=4))
+    assert cina_main(["estimate", str(f), "--treatment", "treated", "--outcome", "outcome"]) == 0
+    text = capsys.readouterr().out
+    for expected in ("ATE estimate:", "effective sample size, treated", "effective sample size, control",
+                     "share of weight on the top 1% of units", "age:", "dose:"):
+        assert expected in text, text
