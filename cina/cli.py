@@ -189,7 +189,7 @@ def _evaluate(args) -> int:
         suite=args.suite, estimand=args.estimand, estimators=args.estimators or ALL_ESTIMATORS,
         data_dir=args.data_dir, limit=args.limit, n_synthetic=args.n_synthetic,
         synthetic_config=args.synthetic_config, corpus=args.corpus, max_units_zs=args.max_units_zs,
-        max_units_quadratic=args.max_units_quadratic,
+        max_units_quadratic=args.max_units_quadratic, ood=not args.no_ood,
     )
     model = None if args.model == "none" else (args.model or str(resolve_model(None)))
     results = evaluate(model, args.out, opts, model_supervised=args.model_supervised, progress=not args.quiet)
@@ -249,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--n-synthetic", type=int, default=20, help="tasks per synthetic sub-suite")
     ev.add_argument("--synthetic-config", default="default", help="causalgen preset/config of the training prior")
     ev.add_argument("--corpus", help="use this corpus' test split as the in-distribution synthetic suite")
+    ev.add_argument("--no-ood", action="store_true", help="synthetic suite: skip the out-of-distribution shifts")
     ev.add_argument("--max-units-zs", type=int, default=20_000)
     ev.add_argument("--max-units-quadratic", type=int, default=2_000)
     ev.add_argument("--quiet", action="store_true")

@@ -51,6 +51,7 @@ class EvalOptions:
     max_units_zs: int = 20_000
     max_units_quadratic: int = 2_000
     seed: int = 0
+    ood: bool = True  #: the synthetic suite includes the out-of-distribution shifts
 
 
 def _records(suite: str, opts: EvalOptions):
@@ -62,7 +63,8 @@ def _records(suite: str, opts: EvalOptions):
             yield from bm.heldout_corpus_tasks(opts.corpus, split="test", limit=n, estimand=opts.estimand)
         else:
             yield from bm.synthetic_tasks(opts.synthetic_config, n, estimand=opts.estimand)
-        yield from bm.ood_suite(n, opts.synthetic_config, estimand=opts.estimand)
+        if opts.ood:
+            yield from bm.ood_suite(n, opts.synthetic_config, estimand=opts.estimand)
         return
     kwargs = {}
     if suite == "ihdp":

@@ -219,7 +219,7 @@ class SingleDatasetCInA:
         estimand: str = "ate",
         balancing: str = "target",
         score_scale: float | None = None,
-        target_tol: float = 1e-6,
+        target_tol: float = 1e-4,
         max_solver_steps: int = 5000,
         lam_scaling: str = "size",
         key_dim: int | None = None,

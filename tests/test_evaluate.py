@@ -33,6 +33,15 @@ def test_evaluate_tiny_suite_writes_every_output_and_resumes(tmp_path, capsys):
         assert len(list(csv.DictReader(f))) == len(rows)
 
 
+def test_no_ood_runs_the_in_distribution_tasks_only(tmp_path):
+    out = tmp_path / "eval"
+    assert cina_main(["evaluate", "--model", "none", "--suite", "synthetic", "--n-synthetic", "2", "--no-ood",
+                      "--out", str(out), "--estimators", "dim", "--quiet"]) == 0
+    with (out / "results.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and {r["suite"] for r in rows} == {"synthetic-id"}
+
+
 def test_summary_mae_se_and_ranks():
     rows = [
         {"suite": "s", "dataset": "a", "estimator": "dim", "abs_error": "1.0", "seconds": "1"},

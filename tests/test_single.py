@@ -197,7 +197,7 @@ def test_interface_and_errors():
 def test_target_balancing_is_the_default_and_converges():
     x, t, y, _ = _confounded(150, seed=8)
     m = SingleDatasetCInA().fit(x, t)
-    assert m.balancing == "target" and m.step_change_ < 1e-6 and m.solver_iter_ < 5000
+    assert m.balancing == "target" and m.step_change_ < 1e-4 and m.solver_iter_ < 5000
     w = m.weights_
     assert np.all(w >= 0) and np.isclose(w[t == 1].sum(), 1) and np.isclose(w[t == 0].sum(), 1)
     est = m.estimate(y)

@@ -8,6 +8,7 @@ from scipy.optimize import minimize
 from cina import CInA, collate_datasets
 from cina.balancing import covariate_keys, dense_kernel, project_weights, standardize_covariates, weighted_effect
 from cina.target_balancing import KernelOperator, solve_target_balance, target_objective
+from test_model import _datasets  # the same small confounded datasets as the SVM-layer tests
 
 ATE = torch.zeros(1, dtype=torch.bool)
 ATT = torch.ones(1, dtype=torch.bool)
@@ -140,19 +141,6 @@ def _model(seed=0, **kw):
     with torch.no_grad():  # non-trivial starting weights
         m.balance.value_proj.weight.normal_(0, 0.5)
     return m.eval()
-
-
-def _datasets(sizes, seed=0):
-    rng = np.random.default_rng(seed)
-    xs, ts, ys = [], [], []
-    for n, d in sizes:
-        x = rng.standard_normal((n, d))
-        t = (rng.random(n) < 1 / (1 + np.exp(-x[:, 0]))).astype(float)
-        t[:2] = [1, 0]
-        xs.append(x)
-        ts.append(t)
-        ys.append(x[:, 0] + t + rng.standard_normal(n))
-    return xs, ts, ys
 
 
 def test_model_padding_changes_nothing_and_units_permute():
