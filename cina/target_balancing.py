@@ -45,9 +45,10 @@ __all__ = ["KernelOperator", "free_and_target", "solve_target_balance", "target_
 class KernelOperator:
     """``u -> K u`` for the attention kernel of tied ``keys``.
 
-    Three regimes, by size: the dense (B, N, N) kernel when it holds at most ``max_elements``
-    entries; a Nystrom (landmark) factorisation when a dataset has more than ``landmarks`` units
-    (and ``landmarks`` is set); exact row blocks otherwise (`kernel_matvec`, N^2 time per product).
+    Three regimes, by size: a Nystrom (landmark) factorisation when ``landmarks`` is set and
+    every dataset has more than 2 x ``landmarks`` units; else the dense (B, N, N) kernel when it
+    holds at most ``max_elements`` entries; else exact row blocks (`kernel_matvec`, N^2 time per
+    product, O(N) memory).
 
     Nystrom: ``exp(s_ij) = G_ij g_i g_j`` with the Gaussian kernel
     ``G_ij = exp(-|k_i - k_j|^2 / (2 sqrt(D)))`` and ``g_i = exp(|k_i|^2 / (2 sqrt(D)))``, so
@@ -70,7 +71,7 @@ class KernelOperator:
         self.dense = None
         self.factor = None
         self.block_size = auto_block_size(B, N, max_elements)
-        if B * N * N > max_elements and landmarks is not None and int(mask.sum(-1).min()) > landmarks:
+        if landmarks is not None and int(mask.sum(-1).min()) > 2 * landmarks:
             self._nystrom(keys, mask, int(landmarks))
             return
         self.log_h = log_normalizer(keys, mask, self.block_size)
@@ -184,8 +185,9 @@ class _Problem:
         return -2.0 * (s1 + s0).squeeze(-1) + quad / (2.0 * self.lam.squeeze(-1))
 
     @torch.no_grad()
-    def lipschitz(self, iters: int = 20) -> torch.Tensor:
+    def lipschitz(self, iters: int | None = None) -> torch.Tensor:
         """(B, 1) upper estimate of the largest curvature of f over both arms (power iteration)."""
+        iters = _POWER_ITERS if iters is None else iters
         v = self.free.to(self.m.dtype)
         v = v / v.norm(dim=-1, keepdim=True).clamp_min(1e-30)
         top = torch.zeros_like(self.lam)
@@ -197,6 +199,8 @@ class _Problem:
         return 1.25 * top.clamp_min(1e-12)
 
 
+#: power iterations for the step size (each one kernel product)
+_POWER_ITERS = 10
 #: above this many units (and without a dense kernel) the step size comes from a subsample
 LIPSCHITZ_SUBSAMPLE = 2048
 
@@ -204,7 +208,7 @@ LIPSCHITZ_SUBSAMPLE = 2048
 def _lipschitz(prob: _Problem, keys, t, mask, att, lam, max_elements) -> torch.Tensor:
     """(B, 1) curvature bound for the step size 1 / L.
 
-    Power iteration costs 20 kernel products; on large block-wise datasets it runs on a fixed
+    Power iteration costs _POWER_ITERS kernel products; on large block-wise datasets it runs on a fixed
     random subsample of LIPSCHITZ_SUBSAMPLE units instead: the curvature of f is that of an
     empirical kernel mean, so lambda_max scales with the number of units (times 1.2 for the
     sampling error). Only the step size depends on it, never the problem being solved.

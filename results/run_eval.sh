@@ -26,9 +26,9 @@ ev() { $PY -m cina.cli evaluate --model "$MODEL" "${SUP[@]}" --quiet "$@"; }
 ev --suite synthetic --corpus "$CORPUS" --n-synthetic 20 --out "$OUT/synthetic" --estimators $ALL
 ev --suite synthetic --corpus "$ER_CORPUS" --synthetic-config er5000-nonlinear --n-synthetic 20 --no-ood \
    --out "$OUT/er5000" --estimators $ALL
-# IHDP: every estimator on replications 1-100, the fast ones on all 1000
+# IHDP: every estimator on replications 1-100 (ihdp/), the fast ones on all 1000 (ihdp-1000/)
 ev --suite ihdp --limit 100 --data-dir "$DATA" --out "$OUT/ihdp" --estimators $ALL
-ev --suite ihdp --data-dir "$DATA" --out "$OUT/ihdp" --estimators $FAST ipw
+ev --suite ihdp --data-dir "$DATA" --out "$OUT/ihdp-1000" --estimators $FAST ipw
 # LaLonde (ATT against the experimental $1,794.34), RealCause (first 3 samples of each of the
 # three families; cross-fitted DML takes ~1 min per 16,000-unit sample here), Twins
 ev --suite lalonde --data-dir "$DATA" --out "$OUT/lalonde" --estimators $ALL
