@@ -575,7 +575,8 @@ class CInA(nn.Module):
             t: (N,) 0/1 array, or a list. y: (N,) outcomes, a list, or None (weights only).
             estimand: "ate" or "att" (must be one the model was trained for).
             lam: per-unit penalty (default: the config's; must lie in ``lam_range`` if set).
-            batch_size: datasets per forward pass (default: all at once).
+            batch_size: datasets per forward pass (default: all at once for the SVM layer; for
+                target balancing as many as keep the kernel dense, max_block_elements / N^2).
             compute_loss: also report the balancing loss and its duality gap (costs two O(N^2)
                 time, O(N) memory passes; the gap bounds how far the weights are from optimal).
 
@@ -609,7 +610,12 @@ class CInA(nn.Module):
         self.eval()
         results: list[Estimate] = []
         try:
-            step = batch_size or len(checked)
+            if batch_size is None:
+                # as many datasets per pass as keep the (B, N, N) kernel dense: larger batches
+                # would fall back to row blocks, which recompute the kernel at every step
+                n_max = max(len(ti) for _, ti, _ in checked)
+                batch_size = max(1, c.max_block_elements // (n_max * n_max)) if c.balancing == "target" else len(checked)
+            step = batch_size
             for s in range(0, len(checked), step):
                 chunk = checked[s : s + step]
                 has_y = [yi is not None for _, _, yi in chunk]

@@ -18,7 +18,6 @@ PY=.venv/bin/python
 ALL="dim ipw snipw or aipw svm cina-single cina-zs"
 SUP=()
 if [ -n "$ZS_S" ]; then SUP=(--model-supervised "$ZS_S"); ALL="$ALL cina-zs-s"; fi
-FAST="dim snipw or svm cina-zs"; [ -n "$ZS_S" ] && FAST="$FAST cina-zs-s"
 ev() { $PY -m cina.cli evaluate --model "$MODEL" "${SUP[@]}" --quiet "$@"; }
 
 # synthetic: 20 held-out test-split tasks of the pretraining corpus + 3 x 20 shifted tasks;
@@ -26,9 +25,13 @@ ev() { $PY -m cina.cli evaluate --model "$MODEL" "${SUP[@]}" --quiet "$@"; }
 ev --suite synthetic --corpus "$CORPUS" --n-synthetic 20 --out "$OUT/synthetic" --estimators $ALL
 ev --suite synthetic --corpus "$ER_CORPUS" --synthetic-config er5000-nonlinear --n-synthetic 20 --no-ood \
    --out "$OUT/er5000" --estimators $ALL
-# IHDP: every estimator on replications 1-100 (ihdp/), the fast ones on all 1000 (ihdp-1000/)
+# a tighter check of the default-preset comparison: 100 test-split tasks, the key estimators
+$PY -m cina.cli evaluate --model "$MODEL" --quiet --suite synthetic --corpus "$CORPUS" --n-synthetic 100 --no-ood \
+   --out "$OUT/synthetic-100" --estimators dim aipw svm cina-zs
+# IHDP: every estimator on replications 1-100 (ihdp/); the zero-shot model (and the difference in
+# means) on all 1000 (ihdp-1000/)
 ev --suite ihdp --limit 100 --data-dir "$DATA" --out "$OUT/ihdp" --estimators $ALL
-ev --suite ihdp --data-dir "$DATA" --out "$OUT/ihdp-1000" --estimators $FAST ipw
+$PY -m cina.cli evaluate --model "$MODEL" --quiet --suite ihdp --data-dir "$DATA" --out "$OUT/ihdp-1000" --estimators dim cina-zs
 # LaLonde (ATT against the experimental $1,794.34), RealCause (first 3 samples of each of the
 # three families; cross-fitted DML takes ~1 min per 16,000-unit sample here), Twins
 ev --suite lalonde --data-dir "$DATA" --out "$OUT/lalonde" --estimators $ALL

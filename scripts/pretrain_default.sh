@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Train the small default model shipped in cina/assets/default_model (used by `cina estimate`
-# without --model). On a GPU pass DEVICE=cuda and larger STEPS; the recorded run is in README.md.
+# without --model). On a GPU pass DEVICE=cuda and larger STEPS; the recorded run is in
+# cina/assets/default_model/TRAINING.md.
 #   bash scripts/pretrain_default.sh [WORKDIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."

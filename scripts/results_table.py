@@ -28,6 +28,8 @@ def load(root: Path) -> list[dict]:
                     continue
                 # two folders may both hold "synthetic-id" (different priors): name the folder
                 r["suite"] = r["suite"] if r["suite"].startswith(folder) else f"{folder}: {r['suite']}"
+                if r["suite"] == "realcause":  # dollars and mortality rates do not average
+                    r["suite"] = "realcause " + r["dataset"].split("-")[1]
                 rows.append(r)
     return rows
 

@@ -1,0 +1,91 @@
+"""Zero-shot CInA vs cross-fitted DML: seconds per dataset on one CPU core, in the same run.
+
+    python scripts/bench_zero_shot.py [--model MODEL] [--tasks 30] [--units 1000]
+
+Times, on the same `default`-preset tasks (fresh seeds, N units each): the zero-shot model one
+dataset per call and all datasets in one batched call, Algorithm 1 (per-dataset CInA), and the
+cross-fitted AIPW / DML baseline. Threads are pinned to 1 (torch, OpenMP, BLAS) so that the
+ratio compares algorithms, not core counts; each figure is a median over datasets.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None, help="model directory (default: the shipped model)")
+    ap.add_argument("--tasks", type=int, default=30)
+    ap.add_argument("--units", type=int, default=1000)
+    ap.add_argument("--fast", default="10,256", help="REFINE_STEPS,LANDMARKS of a faster inference setting "
+                    "timed next to the model's own (inference-only settings, no retraining)")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+
+    import causalgen
+    from cina import CInA
+    from cina.baselines import run_baseline
+    from cina.cli import resolve_model
+    from cina.single import SingleDatasetCInA
+
+    cfg = causalgen.load_config("default").replace(**{"n_units": (args.units, args.units)})
+    tasks = causalgen.sample_tasks(cfg, range(10_000, 10_000 + args.tasks))
+    data = [(t.x.astype(np.float32), t.t.astype(np.float32), t.y.astype(np.float32)) for t in tasks]
+    truth = np.array([t.sate for t in tasks])
+    scale = np.array([t.y.std() for t in tasks])
+    model = CInA.load(resolve_model(args.model))
+    model.estimate(*data[0], compute_loss=False)  # warm-up
+
+    def timed(fn):
+        out, est = [], []
+        for x, t, y in data:
+            start = time.perf_counter()
+            est.append(fn(x, t, y))
+            out.append(time.perf_counter() - start)
+        return statistics.median(out), float(np.mean(np.abs(np.array(est) - truth) / scale))
+
+    rows = {}
+    rows["cina_zs"] = timed(lambda x, t, y: model.estimate(x, t, y, compute_loss=False).ate)
+    start = time.perf_counter()
+    model.estimate([d[0] for d in data], [d[1] for d in data], [d[2] for d in data], compute_loss=False)
+    rows["cina_zs_batched"] = ((time.perf_counter() - start) / len(data), rows["cina_zs"][1])
+    own = (model.config.refine_steps, model.config.landmarks)
+    steps, landmarks = (int(v) for v in args.fast.split(","))
+    model.config.refine_steps, model.config.landmarks = steps, landmarks
+    rows[f"cina_zs_{steps}steps_{landmarks}landmarks"] = timed(lambda x, t, y: model.estimate(x, t, y, compute_loss=False).ate)
+    model.config.refine_steps, model.config.landmarks = own
+    rows["cina_single"] = timed(lambda x, t, y: SingleDatasetCInA().fit(x, t).estimate(y).ate)
+    rows["aipw_dml"] = timed(lambda x, t, y: run_baseline("aipw", x, t, y).estimate)
+    rows["dim"] = timed(lambda x, t, y: float(y[t == 1].mean() - y[t == 0].mean()))
+    dml = rows["aipw_dml"][0]
+    res = {
+        "tasks": len(data), "units": args.units, "threads": 1,
+        "seconds_per_dataset": {k: v[0] for k, v in rows.items()},
+        "mae_over_sd_y": {k: v[1] for k, v in rows.items()},
+        "dml_over": {k: dml / v[0] for k, v in rows.items() if k.startswith("cina_zs")},
+    }
+    if args.json:
+        print(json.dumps(res, indent=1))
+        return
+    print(f"{len(data)} default-preset tasks of {args.units} units, one thread; median seconds per dataset, "
+          "MAE/sd(y) of the ATE (truth: SATE), DML's time over this row's")
+    for k in rows:
+        ratio = res["dml_over"].get(k)
+        print(f"  {k:34s} {res['seconds_per_dataset'][k]:9.4f} s  {res['mae_over_sd_y'][k]:.4f}"
+              + (f"  {ratio:6.0f}x" if ratio else ""))
+
+if __name__ == "__main__":
+    main()
