@@ -6,7 +6,7 @@
 
     python scripts/quickstart.py [--out quickstart] [--size small|tiny] [--benchmarks DIR]
 
-`--size small` (the README default) took 117 s on 2 CPU cores (after set-up); `--size tiny`
+`--size small` (the README default) took 80 s on 2 CPU cores (after set-up); `--size tiny`
 is the CI smoke run. Every stage is resumable: re-running skips finished work.
 """
 
