@@ -5,8 +5,10 @@
     >>> model = cina.CInA.load("run/ckpt")        # Algorithms 2/3: a pretrained model
     >>> est = model.estimate(x, t, y)             # zero-shot: est.ate, est.weights, est.diagnostics
 
-`cina.balancing` holds the maths of the balancing attention layer; `cina.single` Algorithm 1;
-`cina.model` the transformer. Importing cina does not import scikit-learn.
+`cina.balancing` holds the maths of the paper's balancing attention layer (the SVM dual);
+`cina.target_balancing` the default, estimand-correct layer (each arm weighted towards the target
+sample by unrolled balancing-attention steps); `cina.single` Algorithm 1; `cina.model` the
+transformer. Importing cina does not import scikit-learn.
 """
 
 from .balancing import (
@@ -17,6 +19,7 @@ from .balancing import (
     balancing_loss,
     covariate_keys,
     dense_kernel,
+    standardize_covariates,
     kernel_matvec,
     log_normalizer,
     normalize_keys,
@@ -29,6 +32,7 @@ from .balancing import (
 from .data import ShardReadError, TaskLoader, TaskStream, select_tasks
 from .model import CInA, CInAConfig, collate_datasets
 from .single import DEFAULT_LAM, SingleDatasetCInA, fit_single, solve_balancing_svm
+from .target_balancing import solve_target_balance
 
 __all__ = [
     "ShardReadError",
@@ -46,6 +50,7 @@ __all__ = [
     "balancing_loss",
     "collate_datasets",
     "covariate_keys",
+    "standardize_covariates",
     "dense_kernel",
     "fit_single",
     "kernel_matvec",
@@ -55,6 +60,7 @@ __all__ = [
     "project_weights",
     "read_out_alpha",
     "solve_balancing_svm",
+    "solve_target_balance",
     "values_from_alpha",
     "weighted_effect",
 ]
