@@ -187,6 +187,7 @@ class SingleDatasetCInA:
         balancing: "target" (default) or "svm" (see the module docstring).
         score_scale: multiplies the kernel scores (default 0.36 for "target", 1 for "svm").
         target_tol, max_solver_steps: stopping rule of the target-balancing solver.
+        landmarks: Nystrom rank of the kernel above 2 x landmarks units (None: exact kernel).
         lam_scaling: "size" (default) or "none".
         key_dim: D of the tied keys (default: number of features). The key map starts at the
             identity on standardised x (or a random orthogonal map when D != d).
@@ -221,6 +222,7 @@ class SingleDatasetCInA:
         score_scale: float | None = None,
         target_tol: float = 1e-4,
         max_solver_steps: int = 5000,
+        landmarks: int | None = 512,
         lam_scaling: str = "size",
         key_dim: int | None = None,
         learn_keys: bool = False,
@@ -237,6 +239,7 @@ class SingleDatasetCInA:
         self.score_scale = score_scale
         self.target_tol = target_tol
         self.max_solver_steps = max_solver_steps
+        self.landmarks = landmarks
         self.lam_scaling = lam_scaling
         self.key_dim = key_dim
         self.learn_keys = learn_keys
@@ -252,8 +255,12 @@ class SingleDatasetCInA:
             raise ValueError(f"balancing must be 'target' or 'svm', got {self.balancing!r}")
         if self.balancing == "target" and self.learn_keys:
             raise ValueError("learn_keys=True needs balancing='svm' (the paper's kernel learning)")
-        if self.score_scale is not None and not (isinstance(self.score_scale, (int, float)) and self.score_scale > 0):
-            raise ValueError(f"score_scale must be positive, got {self.score_scale!r}")
+        if self.score_scale is not None and not (isinstance(self.score_scale, (int, float)) and 0 < self.score_scale < math.inf):
+            raise ValueError(f"score_scale must be positive and finite, got {self.score_scale!r}")
+        if not (isinstance(self.target_tol, (int, float)) and self.target_tol > 0):
+            raise ValueError(f"target_tol must be positive, got {self.target_tol!r}")
+        if isinstance(self.max_solver_steps, bool) or not isinstance(self.max_solver_steps, int) or self.max_solver_steps < 1:
+            raise ValueError(f"max_solver_steps must be a positive integer, got {self.max_solver_steps!r}")
         if self.lam is not None and not (isinstance(self.lam, (int, float)) and self.lam > 0 and math.isfinite(self.lam)):
             raise ValueError(f"lam must be a positive finite number, got {self.lam!r}")
         if self.estimand not in ESTIMANDS:
@@ -343,7 +350,7 @@ class SingleDatasetCInA:
         F = torch.ones(1, d, dtype=torch.bool)
         keys = covariate_keys(standardize_covariates(X, M, F), M, F).double() * math.sqrt(scale)
         sol = solve_target_balance(keys, T, M, self.lam_, att_flags(self.estimand, 1, keys.device),
-                                   steps=int(self.max_solver_steps), tol=self.target_tol)
+                                   steps=int(self.max_solver_steps), tol=self.target_tol, landmarks=self.landmarks)
         self.keys_ = keys[0].numpy()
         self.alpha_ = sol["alpha"][0].numpy()
         self.weights_ = project_weights(sol["alpha"], T, M, self.estimand)[0].numpy()

@@ -61,6 +61,9 @@ class KernelOperator:
         keys: (B, N, D) keys; mask: (B, N) bool.
         max_elements: largest (B, N, N) kernel materialised.
         landmarks: r for the Nystrom regime (None: never; exact row blocks instead).
+
+    The regime and the landmark draw are per batch (they depend on B and the padded N), so a
+    dataset's weights can differ in the last digits with the company it is batched with.
     """
 
     def __init__(self, keys: torch.Tensor, mask: torch.Tensor, max_elements: int = DEFAULT_BLOCK_ELEMENTS,
@@ -96,11 +99,14 @@ class KernelOperator:
 
         g_ll = gauss(kl, sql, kl, sql)
         evals, evecs = torch.linalg.eigh(g_ll)  # ascending
-        # Keep the directions above 1e-7 of the largest eigenvalue (the rest is numerical noise
-        # for a smooth kernel): fewer columns, and each product reads less memory.
-        rank = int((evals > evals[..., -1:] * 1e-7).sum(-1).max())
-        evals, evecs = evals[..., -rank:], evecs[..., -rank:]
-        f = gauss(k, sq, kl, sql) @ (evecs * evals.clamp_min(1e-300).rsqrt().unsqueeze(-2))  # (B, N, rank)
+        # Keep, per dataset, the directions above 1e-7 of its largest eigenvalue (the rest is
+        # numerical noise for a smooth kernel, and 1/sqrt of it would blow up); the batch keeps
+        # the largest such count of columns, zero where a dataset has fewer.
+        keep = evals > evals[..., -1:] * 1e-7
+        rank = int(keep.sum(-1).max())
+        evals, evecs, keep = evals[..., -rank:], evecs[..., -rank:], keep[..., -rank:]
+        inv_sqrt = torch.where(keep, evals.clamp_min(1e-300).rsqrt(), torch.zeros_like(evals))
+        f = gauss(k, sq, kl, sql) @ (evecs * inv_sqrt.unsqueeze(-2))  # (B, N, rank)
         f = f.masked_fill(~mask.unsqueeze(-1), 0.0)
         self.rank = rank
         # g_j = exp(sq_j / 2) up to one factor per dataset, which scales h and cancels in K only
@@ -188,7 +194,15 @@ class _Problem:
     def lipschitz(self, iters: int | None = None) -> torch.Tensor:
         """(B, 1) upper estimate of the largest curvature of f over both arms (power iteration)."""
         iters = _POWER_ITERS if iters is None else iters
-        v = self.free.to(self.m.dtype)
+        # Start away from the uniform vector, on which the iteration can stall for arms that
+        # already resemble their target (H 1 is then small): each unit's entry is a function of
+        # its own key along a fixed random direction, so the start (and the step size) is
+        # permutation-equivariant
+        keys = self.op.keys
+        gen = torch.Generator().manual_seed(0)
+        direction = torch.randn(keys.shape[-1], generator=gen, dtype=torch.float64).to(keys.device, keys.dtype)
+        wiggle = torch.tanh(keys @ direction / keys.shape[-1] ** 0.5).to(self.m.dtype)
+        v = self.free.to(self.m.dtype) * (1.0 + 0.5 * wiggle)
         v = v / v.norm(dim=-1, keepdim=True).clamp_min(1e-30)
         top = torch.zeros_like(self.lam)
         for _ in range(iters):
@@ -208,10 +222,11 @@ LIPSCHITZ_SUBSAMPLE = 2048
 def _lipschitz(prob: _Problem, keys, t, mask, att, lam, max_elements) -> torch.Tensor:
     """(B, 1) curvature bound for the step size 1 / L.
 
-    Power iteration costs _POWER_ITERS kernel products; on large block-wise datasets it runs on a fixed
-    random subsample of LIPSCHITZ_SUBSAMPLE units instead: the curvature of f is that of an
-    empirical kernel mean, so lambda_max scales with the number of units (times 1.2 for the
-    sampling error). Only the step size depends on it, never the problem being solved.
+    Power iteration costs _POWER_ITERS kernel products; on large block-wise datasets it runs on a
+    fixed random subsample of LIPSCHITZ_SUBSAMPLE units instead. The kernel's entries scale like
+    1/N^2 (h ~ N) and f sums over N units, so lambda_max / lam scales like 1/N at a fixed lam;
+    the subsample's estimate is rescaled by n_sub / N (times 1.2 for the sampling error). Only
+    the step size depends on it, never the problem being solved.
     """
     N = keys.shape[1]
     if prob.op.dense is not None or prob.op.factor is not None or N <= LIPSCHITZ_SUBSAMPLE:

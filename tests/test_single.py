@@ -208,3 +208,9 @@ def test_target_balancing_is_the_default_and_converges():
         SingleDatasetCInA(learn_keys=True).fit(x, t)
     with pytest.raises(ValueError, match="balancing"):
         SingleDatasetCInA(balancing="entropy").fit(x, t)
+    with pytest.raises(ValueError, match="score_scale"):
+        SingleDatasetCInA(score_scale=float("inf")).fit(x, t)
+    with pytest.raises(ValueError, match="target_tol"):
+        SingleDatasetCInA(target_tol=0).fit(x, t)
+    with pytest.raises(ValueError, match="max_solver_steps"):
+        SingleDatasetCInA(max_solver_steps=0).fit(x, t)

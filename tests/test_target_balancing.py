@@ -218,3 +218,28 @@ def test_nystrom_kernel_products_and_weights_match_the_exact_kernel():
     b = solve_target_balance(keys, t, m, 3e-4 / 4500, ATE, steps=30, landmarks=256)["alpha"]
     wa, wb = project_weights(a, t, m), project_weights(b, t, m)
     assert 0.5 * float((wa - wb).abs().sum()) < 0.02  # total variation per the two arms together
+
+
+def test_nystrom_batch_with_a_low_rank_dataset_matches_each_dataset_alone():
+    # one dataset with a single binary covariate (its landmark kernel has rank 2) next to a rich one:
+    # the batch must not give the low-rank dataset noise directions
+    rng = np.random.default_rng(11)
+    n = 1200
+    rich = rng.standard_normal((n, 6))
+    binary = np.c_[(rng.random(n) < 0.4).astype(float), np.zeros((n, 5))]
+    X = torch.as_tensor(np.stack([rich, binary]))
+    m = torch.ones(2, n, dtype=torch.bool)
+    f = torch.tensor([[True] * 6, [True] + [False] * 5])
+    keys = covariate_keys(standardize_covariates(X, m, f), m, f).double() * 0.6
+    t = torch.as_tensor((rng.random((2, n)) < 0.4).astype(float))
+    both = KernelOperator(keys, m, landmarks=256)
+    u = torch.rand(2, n, dtype=torch.float64)
+    out = both(u)
+    assert torch.isfinite(out).all()
+    for i in range(2):
+        alone = KernelOperator(keys[i : i + 1], m[i : i + 1], landmarks=256)(u[i : i + 1])
+        exact = KernelOperator(keys[i : i + 1], m[i : i + 1], max_elements=2**16)(u[i : i + 1])
+        assert float((out[i] - exact[0]).norm() / exact.norm()) < 1e-3
+        assert float((alone[0] - exact[0]).norm() / exact.norm()) < 1e-3
+    sol = solve_target_balance(keys, t, m, 3e-4 / n, torch.zeros(2, dtype=torch.bool), steps=30, landmarks=256)
+    assert torch.isfinite(sol["objective"]).all()
