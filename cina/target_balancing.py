@@ -37,7 +37,7 @@ from typing import Callable
 
 import torch
 
-from .balancing import DEFAULT_BLOCK_ELEMENTS, auto_block_size, kernel_matvec, log_normalizer
+from .balancing import DEFAULT_BLOCK_ELEMENTS, auto_block_size, dense_kernel, kernel_matvec, log_normalizer
 
 __all__ = ["KernelOperator", "free_and_target", "solve_target_balance", "target_objective"]
 
@@ -77,12 +77,10 @@ class KernelOperator:
         if landmarks is not None and int(mask.sum(-1).min()) > 2 * landmarks:
             self._nystrom(keys, mask, int(landmarks))
             return
-        self.log_h = log_normalizer(keys, mask, self.block_size)
         if B * N * N <= max_elements:
-            ks = keys * keys.shape[-1] ** -0.25
-            logk = ks @ ks.transpose(-1, -2) - self.log_h.unsqueeze(-1) - self.log_h.unsqueeze(1)
-            pair = mask.unsqueeze(1) & mask.unsqueeze(2)
-            self.dense = torch.where(pair, logk.exp(), torch.zeros_like(logk))
+            self.dense = dense_kernel(keys, mask)
+        else:
+            self.log_h = log_normalizer(keys, mask, self.block_size)
 
     def _nystrom(self, keys: torch.Tensor, mask: torch.Tensor, r: int) -> None:
         B, N, D = keys.shape
@@ -152,7 +150,7 @@ class _Problem:
         self.op = op
         self.f1, self.f0, target = free_and_target(t, mask, att)
         self.free = self.f1 | self.f0
-        dt = op.log_h.dtype
+        dt = op.keys.dtype
         g = target.to(dt)
         n_g = g.sum(-1, keepdim=True).clamp_min(1.0)
         self.m = op(g) / n_g  # m_j = <phi_j, mu_G>

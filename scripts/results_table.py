@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 import statistics
 from collections import defaultdict
 from pathlib import Path
+
+from cina.evaluate import summarise
 
 ORDER = ["dim", "ipw", "snipw", "or", "aipw", "svm", "cina-single", "cina-zs", "cina-zs-s"]
 
@@ -39,26 +40,19 @@ def main() -> None:
     ap.add_argument("root", type=Path)
     args = ap.parse_args()
     rows = load(args.root)
-    err: dict[tuple[str, str], list[float]] = defaultdict(list)
+    stats = {(r["suite"], r["estimator"]): r for r in summarise(rows)}
     secs: dict[str, list[float]] = defaultdict(list)
     by_key: dict[tuple[str, str, str], float] = {}
     for r in rows:
-        err[(r["suite"], r["estimator"])].append(float(r["abs_error"]))
         secs[r["estimator"]].append(float(r["seconds"]))
         by_key[(r["suite"], r["dataset"], r["estimator"])] = float(r["seconds"])
-    suites = sorted({s for s, _ in err})
-    names = [e for e in ORDER if any((s, e) in err for s in suites)]
+    suites = sorted({s for s, _ in stats})
+    names = [e for e in ORDER if any((s, e) in stats for s in suites)]
     print("| suite | " + " | ".join(names) + " |")
     print("|---|" + "---:|" * len(names))
     for s in suites:
-        cells = []
-        for e in names:
-            v = err.get((s, e))
-            if not v:
-                cells.append("")
-                continue
-            se = statistics.stdev(v) / math.sqrt(len(v)) if len(v) > 1 else float("nan")
-            cells.append(f"{statistics.mean(v):.3g} ± {se:.2g} ({len(v)})")
+        cells = [f"{stats[s, e]['mae']:.3g} ± {stats[s, e]['mae_se']:.2g} ({stats[s, e]['n']})" if (s, e) in stats else ""
+                 for e in names]
         print(f"| {s} | " + " | ".join(cells) + " |")
     print()
     print("median seconds per dataset: " + ", ".join(f"{e} {statistics.median(secs[e]):.3g}" for e in names))
