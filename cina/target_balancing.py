@@ -37,13 +37,43 @@ from typing import Callable
 
 import torch
 
-from .balancing import DEFAULT_BLOCK_ELEMENTS, auto_block_size, dense_kernel, kernel_matvec, log_normalizer
+from .balancing import DEFAULT_BLOCK_ELEMENTS, _row_blocks, auto_block_size, dense_kernel, kernel_matvec, log_normalizer
 
-__all__ = ["KernelOperator", "free_and_target", "solve_target_balance", "target_objective"]
+__all__ = ["KERNEL_FORMS", "KernelOperator", "free_and_target", "gaussian_keys", "solve_target_balance", "target_objective"]
+
+#: "gaussian": ``K_ij = exp(-|k_i - k_j|^2 / 2) / (n n)``; "attention": ``exp(s_ij) / (h_i h_j)``
+KERNEL_FORMS = ("attention", "gaussian")
+
+
+def gaussian_keys(x: torch.Tensor, feature_mask: torch.Tensor) -> torch.Tensor:
+    """Keys of the Gaussian balancing kernel on standardised covariates.
+
+    Args:
+        x: (B, N, D) standardised covariates (`cina.balancing.standardize_covariates`), zero on
+            padded units and features; feature_mask: (B, D), d = its row sum.
+
+    Returns:
+        (B, N, D) ``x / sqrt(d)``, so ``exp(-|k_i - k_j|^2 / 2) = exp(-|x_i - x_j|^2 / (2 d))``:
+        a bandwidth of one standard deviation per covariate (sklearn's ``gamma="scale"``
+        convention up to the factor 2), the same for every d. Padded columns add nothing.
+    """
+    d = feature_mask.sum(-1).clamp_min(1).to(x.dtype).view(-1, 1, 1)
+    return x * d.rsqrt()
 
 
 class KernelOperator:
-    """``u -> K u`` for the attention kernel of tied ``keys``.
+    """``u -> K u`` for the balancing kernel of tied ``keys``.
+
+    Two kernel forms (``form``), both attention with tied keys and different normalisers:
+
+    * ``"gaussian"``: ``K_ij = exp(-|k_i - k_j|^2 / 2) / (n n)``, n the dataset's real units:
+      attention scores ``k_i . k_j - |k_i|^2 / 2 - |k_j|^2 / 2`` with a constant normaliser.
+      The usual kernel-balancing kernel (Hazlett 2020; Kallus 2020): every unit's feature
+      vector has the same norm.
+    * ``"attention"``: ``K_ij = exp(s_ij) / (h_i h_j)`` with ``s_ij = k_i . k_j / sqrt(D)`` and
+      the softmax normalisers h (`cina.balancing`), the paper's kernel. Its features are the
+      Gaussian ones divided by a kernel-density estimate, so units in sparse regions dominate
+      the balance.
 
     Three regimes, by size: a Nystrom (landmark) factorisation when ``landmarks`` is set and
     every dataset has more than 2 x ``landmarks`` units; else the dense (B, N, N) kernel when it
@@ -67,24 +97,54 @@ class KernelOperator:
     """
 
     def __init__(self, keys: torch.Tensor, mask: torch.Tensor, max_elements: int = DEFAULT_BLOCK_ELEMENTS,
-                 landmarks: int | None = None):
+                 landmarks: int | None = None, form: str = "attention"):
+        if form not in KERNEL_FORMS:
+            raise ValueError(f"kernel form must be one of {KERNEL_FORMS}, got {form!r}")
         B, N, _ = keys.shape
         self.mask = mask
         self.keys = keys
+        self.form = form
         self.dense = None
         self.factor = None
+        self.inv_gg = None
         self.block_size = auto_block_size(B, N, max_elements)
+        # 1 / n per dataset (Gaussian form)
+        self.inv_n = 1.0 / mask.sum(-1).clamp_min(1).to(keys.dtype)
         if landmarks is not None and int(mask.sum(-1).min()) > 2 * landmarks:
             self._nystrom(keys, mask, int(landmarks))
             return
         if B * N * N <= max_elements:
-            self.dense = dense_kernel(keys, mask)
-        else:
+            if form == "gaussian":
+                sq = keys.square().sum(-1)
+                g = self._gauss(keys, sq, keys, sq) * (self.inv_n.view(-1, 1, 1) ** 2)
+                self.dense = g.masked_fill(~(mask.unsqueeze(1) & mask.unsqueeze(2)), 0.0)
+            else:
+                self.dense = dense_kernel(keys, mask)
+        elif form == "attention":
             self.log_h = log_normalizer(keys, mask, self.block_size)
+
+    @staticmethod
+    def _gauss(a, sa, b, sb):
+        """exp(-|a_i - b_j|^2 / 2) from the points and their squared norms: (B, n_a, n_b)."""
+        return torch.exp(-(sa.unsqueeze(-1) + sb.unsqueeze(-2) - 2.0 * a @ b.transpose(-1, -2)).clamp_min(0.0) / 2.0)
+
+    def _gaussian_blocks(self, u: torch.Tensor) -> torch.Tensor:
+        """Exact Gaussian-form product in row blocks (O(N) memory): u (B, N, C)."""
+        keys, mask = self.keys, self.mask
+        sq = keys.square().sum(-1)
+        q = torch.cat([keys, sq.unsqueeze(-1)], -1)
+        u = torch.where(mask.unsqueeze(-1), u, torch.zeros_like(u))
+
+        def rows(qb, kk, sk, uu):
+            return self._gauss(qb[..., :-1], qb[..., -1], kk, sk) @ uu
+
+        out = _row_blocks(rows, keys.shape[1], self.block_size, q, keys, sq, u) * (self.inv_n.view(-1, 1, 1) ** 2)
+        return out.masked_fill(~mask.unsqueeze(-1), 0.0)
 
     def _nystrom(self, keys: torch.Tensor, mask: torch.Tensor, r: int) -> None:
         B, N, D = keys.shape
-        k = (keys.double() * D ** -0.25).masked_fill(~mask.unsqueeze(-1), 0.0)
+        # the attention form's Gaussian part has bandwidth D^(1/4) (scores s_ij = k_i . k_j / sqrt(D))
+        k = (keys.double() * (D ** -0.25 if self.form == "attention" else 1.0)).masked_fill(~mask.unsqueeze(-1), 0.0)
         sq = k.square().sum(-1)  # |k_i|^2 / sqrt(D)
         gen = torch.Generator().manual_seed(0)
         # r landmarks among each dataset's real units: the r smallest random keys
@@ -92,9 +152,7 @@ class KernelOperator:
         kl = k.gather(1, order.unsqueeze(-1).expand(B, r, D))
         sql = sq.gather(1, order)
 
-        def gauss(a, sa, b, sb):
-            return torch.exp(-(sa.unsqueeze(-1) + sb.unsqueeze(-2) - 2.0 * a @ b.transpose(-1, -2)).clamp_min(0.0) / 2.0)
-
+        gauss = self._gauss
         g_ll = gauss(kl, sql, kl, sql)
         evals, evecs = torch.linalg.eigh(g_ll)  # ascending
         # Keep, per dataset, the directions above 1e-7 of its largest eigenvalue (the rest is
@@ -107,6 +165,10 @@ class KernelOperator:
         f = gauss(k, sq, kl, sql) @ (evecs * inv_sqrt.unsqueeze(-2))  # (B, N, rank)
         f = f.masked_fill(~mask.unsqueeze(-1), 0.0)
         self.rank = rank
+        if self.form == "gaussian":  # K = (F / n) (F / n)^T
+            self.factor = f * self.inv_n.double().view(-1, 1, 1)
+            self.factor_t = self.factor.transpose(-1, -2).contiguous()
+            return
         # g_j = exp(sq_j / 2) up to one factor per dataset, which scales h and cancels in K only
         # if kept exactly: keep it, in float64 (sq is bounded by the standardised, clipped inputs)
         g = torch.exp(sq / 2.0).masked_fill(~mask, 0.0)
@@ -121,12 +183,19 @@ class KernelOperator:
         """u: (B, N) or (B, N, C) -> K u of the same shape (0 on padded rows)."""
         if self.factor is not None:
             v = u.unsqueeze(-1) if u.ndim == 2 else u
-            w = self.inv_gg.unsqueeze(-1) * v.double()
-            out = (self.inv_gg.unsqueeze(-1) * (self.factor @ (self.factor_t @ w))).to(u.dtype)
+            if self.inv_gg is None:  # Gaussian form
+                out = (self.factor @ (self.factor_t @ v.double())).to(u.dtype)
+            else:
+                w = self.inv_gg.unsqueeze(-1) * v.double()
+                out = (self.inv_gg.unsqueeze(-1) * (self.factor @ (self.factor_t @ w))).to(u.dtype)
             return out.squeeze(-1) if u.ndim == 2 else out
         if self.dense is not None:
             return self.dense @ u if u.ndim == 3 else (self.dense @ u.unsqueeze(-1)).squeeze(-1)
+        if self.form == "gaussian":
+            out = self._gaussian_blocks(u.unsqueeze(-1) if u.ndim == 2 else u)
+            return out.squeeze(-1) if u.ndim == 2 else out
         return kernel_matvec(self.keys, u, self.mask, self.log_h, self.block_size)
+
 
 
 def free_and_target(t: torch.Tensor, mask: torch.Tensor, att: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -232,7 +301,7 @@ def _lipschitz(prob: _Problem, keys, t, mask, att, lam, max_elements) -> torch.T
     gen = torch.Generator().manual_seed(0)
     idx = torch.randperm(N, generator=gen)[:LIPSCHITZ_SUBSAMPLE].sort().values.to(keys.device)
     m_sub = mask[:, idx]
-    sub = _Problem(KernelOperator(keys[:, idx], m_sub, max_elements), t[:, idx], m_sub, att, lam)
+    sub = _Problem(KernelOperator(keys[:, idx], m_sub, max_elements, form=prob.op.form), t[:, idx], m_sub, att, lam)
     ratio = (m_sub.sum(-1, keepdim=True).clamp_min(1) / mask.sum(-1, keepdim=True).clamp_min(1)).to(keys.dtype)
     return 1.2 * sub.lipschitz() * ratio
 
@@ -248,6 +317,7 @@ def solve_target_balance(
     max_elements: int = DEFAULT_BLOCK_ELEMENTS,
     tol: float | None = None,
     landmarks: int | None = None,
+    form: str = "attention",
 ) -> dict[str, torch.Tensor]:
     """Target-balancing weights by ``steps`` unrolled FISTA steps (each one attention layer).
 
@@ -261,6 +331,8 @@ def solve_target_balance(
             weight in a step is below tol (per-dataset fits; keep None when training).
         landmarks: Nystrom rank for datasets too large for a dense kernel (`KernelOperator`);
             None = exact row blocks (O(N^2) time per step).
+        form: the kernel form, "gaussian" or "attention" (`KernelOperator`); the keys must
+            match it (`gaussian_keys` or `cina.balancing.covariate_keys`).
 
     Returns:
         dict: ``alpha`` (B, N) raw weights in [0, 1] (ATT treated 1, padding 0), ``objective``
@@ -269,7 +341,7 @@ def solve_target_balance(
     """
     dt = keys.dtype
     t = t.to(dt)
-    op = KernelOperator(keys, mask, max_elements, landmarks)
+    op = KernelOperator(keys, mask, max_elements, landmarks, form)
     prob = _Problem(op, t, mask, att, lam)
     L = _lipschitz(prob, keys, t, mask, att, lam, max_elements)
     fixed = torch.where((t > 0.5) & mask & att.unsqueeze(1), torch.ones_like(t), torch.zeros_like(t))
@@ -296,8 +368,9 @@ def solve_target_balance(
     return {"alpha": a, "objective": prob.objective(a) / n, "step_change": change, "steps": taken}
 
 
-def target_objective(keys, t, mask, lam, att, alpha, max_elements: int = DEFAULT_BLOCK_ELEMENTS) -> torch.Tensor:
+def target_objective(keys, t, mask, lam, att, alpha, max_elements: int = DEFAULT_BLOCK_ELEMENTS,
+                     form: str = "attention") -> torch.Tensor:
     """(B,) f(alpha) / N, the quantity `solve_target_balance` minimises (for tests and diagnostics)."""
-    op = KernelOperator(keys, mask, max_elements)
+    op = KernelOperator(keys, mask, max_elements, form=form)
     n = mask.sum(-1).clamp_min(1).to(keys.dtype)
     return _Problem(op, t.to(keys.dtype), mask, att, lam).objective(alpha.to(keys.dtype)) / n

@@ -7,7 +7,7 @@ from scipy.optimize import minimize
 
 from cina import CInA, collate_datasets
 from cina.balancing import covariate_keys, dense_kernel, project_weights, standardize_covariates, weighted_effect
-from cina.target_balancing import KernelOperator, solve_target_balance, target_objective
+from cina.target_balancing import KernelOperator, gaussian_keys, solve_target_balance, target_objective
 from test_model import _datasets  # the same small confounded datasets as the SVM-layer tests
 
 ATE = torch.zeros(1, dtype=torch.bool)
@@ -243,3 +243,73 @@ def test_nystrom_batch_with_a_low_rank_dataset_matches_each_dataset_alone():
         assert float((alone[0] - exact[0]).norm() / exact.norm()) < 1e-3
     sol = solve_target_balance(keys, t, m, 3e-4 / n, torch.zeros(2, dtype=torch.bool), steps=30, landmarks=256)
     assert torch.isfinite(sol["objective"]).all()
+
+
+# --------------------------------------------------------------------------------------------
+# the Gaussian kernel form
+
+
+def _gaussian_problem(n, d=4, seed=0, pad=0, dtype=torch.float64):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((2, n + pad, d)) * np.array([1.0, 3.0, 0.5, 2.0])[:d]
+    t = (rng.random((2, n + pad)) < 1 / (1 + np.exp(-x[..., 0]))).astype(float)
+    m = torch.ones(2, n + pad, dtype=torch.bool)
+    m[1, n:] = False  # dataset 1 has only n real units
+    X = torch.as_tensor(x, dtype=dtype)
+    fm = torch.ones(2, d, dtype=torch.bool)
+    keys = gaussian_keys(standardize_covariates(X, m, fm), fm)
+    return x, torch.as_tensor(t, dtype=dtype), m, keys
+
+
+def test_gaussian_kernel_is_the_rbf_kernel_on_standardised_covariates_in_every_regime():
+    n, pad, d = 700, 150, 4
+    x, _, m, keys = _gaussian_problem(n, d, seed=5, pad=pad)
+    u = torch.rand(2, n + pad, 2, dtype=torch.float64)
+    dense = KernelOperator(keys, m, form="gaussian")
+    blocks = KernelOperator(keys, m, max_elements=2**16, form="gaussian")
+    nystrom = KernelOperator(keys, m, landmarks=300, form="gaussian")
+    assert dense.dense is not None and blocks.dense is None and nystrom.factor is not None
+    for i, n_i in enumerate((n + pad, n)):
+        z = (x[i, :n_i] - x[i, :n_i].mean(0)) / x[i, :n_i].std(0)
+        sq = ((z[:, None, :] - z[None, :, :]) ** 2).sum(-1)
+        K = np.exp(-sq / (2 * d)) / n_i**2  # independent formula, numpy
+        want = K @ u[i, :n_i].numpy()
+        for op in (dense, blocks):
+            got = op(u)[i]
+            np.testing.assert_allclose(got[:n_i].numpy(), want, rtol=1e-10)
+            assert torch.all(got[n_i:] == 0)
+        # Nystrom on 300 landmarks of a smooth kernel: a small relative error
+        got = nystrom(u)[i, :n_i].numpy()
+        assert np.abs(got - want).max() < 0.02 * np.abs(want).max()
+
+
+def test_gaussian_form_solver_reaches_the_optimum_and_balances():
+    x, t, m, keys = _gaussian_problem(400, seed=6)
+    lam = 1e-4 / 400
+    sol = solve_target_balance(keys[:1], t[:1], m[:1], lam, ATE, steps=4000, tol=1e-10, form="gaussian")
+    # the objective at the optimum is below that of any feasible perturbation of it
+    obj = target_objective(keys[:1], t[:1], m[:1], lam, ATE, sol["alpha"], form="gaussian")
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        other = (sol["alpha"] + 0.05 * torch.randn(sol["alpha"].shape, generator=gen, dtype=torch.float64)).clamp(0, 1)
+        assert float(target_objective(keys[:1], t[:1], m[:1], lam, ATE, other, form="gaussian")[0]) > float(obj[0])
+    w = project_weights(sol["alpha"], t[:1], m[:1], "ate")[0].numpy()
+    tt = t[0].numpy() > 0.5
+    z = x[0]
+    before = np.abs(z[tt].mean(0) - z[~tt].mean(0)) / z.std(0)
+    after = np.abs(w[tt] @ z[tt] - w[~tt] @ z[~tt]) / z.std(0)
+    assert before[0] > 0.5 and after.max() < 0.2 * before[0], (before, after)
+
+
+def test_single_dataset_cina_takes_the_kernel_form():
+    from cina.single import SingleDatasetCInA
+
+    x, t, _, _ = _gaussian_problem(300, seed=7)
+    g = SingleDatasetCInA(kernel_form="gaussian").fit(x[0], t[0].numpy())
+    a = SingleDatasetCInA().fit(x[0], t[0].numpy())
+    assert g.lam_ == pytest.approx(1e-4 / 300) and a.lam_ == pytest.approx(3e-4 / 300)
+    assert not np.allclose(g.weights_, a.weights_)
+    with pytest.raises(ValueError, match="kernel_form"):
+        SingleDatasetCInA(kernel_form="rbf").fit(x[0], t[0].numpy())
+    with pytest.raises(ValueError, match="kernel form"):
+        KernelOperator(torch.zeros(1, 5, 2), torch.ones(1, 5, dtype=torch.bool), form="laplace")
