@@ -3,9 +3,15 @@
 Two balancing problems (``balancing=``, as in `cina.CInA`):
 
 * ``"target"`` (default): each arm is weighted towards the target sample (ATE: all units;
-  ATT: the treated), `cina.target_balancing`, solved to convergence by the same unrolled
-  attention steps the zero-shot model uses (until no weight moves by more than ``target_tol``).
-  This is the estimand-correct version of the ATE (see that module).
+  ATT: the treated), `cina.target_balancing`, by the same unrolled attention steps the zero-shot
+  model uses: 30 accelerated gradient steps from uniform weights (``max_solver_steps``; fewer if
+  no weight moves by more than ``target_tol``). This is the estimand-correct version of the ATE
+  (see that module). Stopping early is a regulariser (towards the uniform weights of the
+  difference in means) and was chosen on the validation splits, MAE/sd(y) after 10 / 20 / 30 /
+  50 / 100 / 300 steps and at convergence: 0.078 / 0.077 / 0.079 / 0.080 / 0.084 / 0.085 / 0.086
+  on 60 default-preset tasks, 0.085 / 0.072 / 0.070 / 0.069 / 0.070 / 0.073 / 0.073 on 40
+  er5000-nonlinear tasks; 30 ties with 20 and 50 and matches the zero-shot model's layers.
+  ``max_solver_steps=5000`` solves to convergence.
 * ``"svm"``: the paper's problem, the SVM dual of Tarr & Imai on the attention kernel, below.
 
 Fit the balancing attention of `cina.balancing` to one dataset (x, t) by minimising its penalised
@@ -201,7 +207,9 @@ class SingleDatasetCInA:
             the default.
         score_scale: multiplies the kernel scores, i.e. the squared distances of the Gaussian
             form (default 0.36 for "attention", 1.0 for "gaussian", 1 for "svm").
-        target_tol, max_solver_steps: stopping rule of the target-balancing solver.
+        max_solver_steps: unrolled target-balancing steps (default 30, early stopping chosen on
+            validation error, see the module docstring; 5000 solves to convergence).
+        target_tol: stop earlier once no weight moves by more than this in a step.
         landmarks: Nystrom rank of the kernel above 2 x landmarks units (None: exact kernel).
         lam_scaling: "size" (default) or "none".
         key_dim: D of the tied keys (default: number of features). The key map starts at the
@@ -237,7 +245,7 @@ class SingleDatasetCInA:
         kernel_form: str = "attention",
         score_scale: float | None = None,
         target_tol: float = 1e-4,
-        max_solver_steps: int = 5000,
+        max_solver_steps: int = 30,
         landmarks: int | None = 512,
         lam_scaling: str = "size",
         key_dim: int | None = None,

@@ -27,7 +27,7 @@ ev --suite synthetic --corpus "$ER_CORPUS" --synthetic-config er5000-nonlinear -
    --out "$OUT/er5000" --estimators $ALL
 # a tighter check of the default-preset comparison: 100 test-split tasks, the key estimators
 $PY -m cina.cli evaluate --model "$MODEL" --quiet --suite synthetic --corpus "$CORPUS" --n-synthetic 100 --no-ood \
-   --out "$OUT/synthetic-100" --estimators dim aipw svm cina-zs
+   --out "$OUT/synthetic-100" --estimators dim aipw svm cina-single cina-zs
 # IHDP: every estimator on replications 1-100 (ihdp/); the zero-shot model (and the difference in
 # means) on all 1000 (ihdp-1000/)
 ev --suite ihdp --limit 100 --data-dir "$DATA" --out "$OUT/ihdp" --estimators $ALL

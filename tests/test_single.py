@@ -196,8 +196,13 @@ def test_interface_and_errors():
 
 def test_target_balancing_is_the_default_and_converges():
     x, t, y, _ = _confounded(150, seed=8)
-    m = SingleDatasetCInA().fit(x, t)
+    early = SingleDatasetCInA().fit(x, t)  # the default: 30 steps from uniform weights
+    m = SingleDatasetCInA(max_solver_steps=5000).fit(x, t)
     assert m.balancing == "target" and m.step_change_ < 1e-4 and m.solver_iter_ < 5000
+    assert early.solver_iter_ == 30 and early.loss_ > m.loss_ - 1e-12
+    # stopped early, the weights sit between uniform (the difference in means) and the optimum
+    uniform = np.where(t == 1, 1 / t.sum(), 1 / (1 - t).sum())
+    assert np.abs(early.weights_ - uniform).sum() < np.abs(m.weights_ - uniform).sum()
     w = m.weights_
     assert np.all(w >= 0) and np.isclose(w[t == 1].sum(), 1) and np.isclose(w[t == 0].sum(), 1)
     est = m.estimate(y)
