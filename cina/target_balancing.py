@@ -166,8 +166,7 @@ class KernelOperator:
         f = f.masked_fill(~mask.unsqueeze(-1), 0.0)
         self.rank = rank
         if self.form == "gaussian":  # K = (F / n) (F / n)^T
-            self.factor = f * self.inv_n.double().view(-1, 1, 1)
-            self.factor_t = self.factor.transpose(-1, -2).contiguous()
+            self._set_factor(f * self.inv_n.double().view(-1, 1, 1), keys.dtype)
             return
         # g_j = exp(sq_j / 2) up to one factor per dataset, which scales h and cancels in K only
         # if kept exactly: keep it, in float64 (sq is bounded by the standardised, clipped inputs)
@@ -176,18 +175,22 @@ class KernelOperator:
         gg = gg.clamp_min(torch.finfo(gg.dtype).tiny)
         self.inv_gg = torch.where(mask, 1.0 / gg, torch.zeros_like(gg))
         self.log_h = torch.where(mask, torch.log(g.clamp_min(1e-300)) + torch.log(gg), torch.zeros_like(gg)).to(keys.dtype)
-        self.factor = f
-        self.factor_t = f.transpose(-1, -2).contiguous()
+        # K = diag(1/Gg) F F^T diag(1/Gg): fold the normalisers into the factor. Its rows have
+        # norm <= 1 / (Gg)_i <= 1 (G_ii = 1, g >= 1), so the keys' precision holds it: a unit
+        # whose row underflows in float32 has a kernel row ~0 in float64 too.
+        self._set_factor(self.inv_gg.unsqueeze(-1) * f, keys.dtype)
+
+    def _set_factor(self, factor: torch.Tensor, dtype: torch.dtype) -> None:
+        """K = factor factor^T, products in the keys' dtype: each product streams the (B, N, r)
+        factor twice, so float32 keys halve its cost (the set-up above stays in float64)."""
+        self.factor = factor.to(dtype)
+        self.factor_t = self.factor.transpose(-1, -2).contiguous()
 
     def __call__(self, u: torch.Tensor) -> torch.Tensor:
         """u: (B, N) or (B, N, C) -> K u of the same shape (0 on padded rows)."""
         if self.factor is not None:
             v = u.unsqueeze(-1) if u.ndim == 2 else u
-            if self.inv_gg is None:  # Gaussian form
-                out = (self.factor @ (self.factor_t @ v.double())).to(u.dtype)
-            else:
-                w = self.inv_gg.unsqueeze(-1) * v.double()
-                out = (self.inv_gg.unsqueeze(-1) * (self.factor @ (self.factor_t @ w))).to(u.dtype)
+            out = (self.factor @ (self.factor_t @ v.to(self.factor.dtype))).to(u.dtype)
             return out.squeeze(-1) if u.ndim == 2 else out
         if self.dense is not None:
             return self.dense @ u if u.ndim == 3 else (self.dense @ u.unsqueeze(-1)).squeeze(-1)
