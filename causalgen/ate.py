@@ -19,7 +19,7 @@ import numpy as np
 
 from .config import MECHANISMS, TaskConfig
 from .draft import Draft, fresh_noise
-from .scm import INNER, OUTCOME, Calibration, simulate
+from .scm import INNER, OUTCOME, Calibration, Workspace, simulate
 
 LINEAR = MECHANISMS.index("linear")
 
@@ -37,8 +37,10 @@ def analytic(draft: Draft) -> np.ndarray:
     return ok & ~scm.mod_tanh
 
 
-def monte_carlo_ate(cfg: TaskConfig, draft: Draft, cal: Calibration):
+def monte_carlo_ate(cfg: TaskConfig, draft: Draft, cal: Calibration, workspace: Workspace | None = None):
     """Adaptive Monte-Carlo population ATE of every task in `draft`.
+    Every round's noise and node values are consumed within the round, so they
+    live in reusable `workspace` buffers (one is made here if none is given).
 
     Returns (ate, se, units): (B,) float64 mean of y1 - y0 over fresh units, its
     standard error, and the number of units used.
@@ -54,11 +56,12 @@ def monte_carlo_ate(cfg: TaskConfig, draft: Draft, cal: Calibration):
     count = np.zeros(n_tasks, dtype=np.int64)
     active = rows
     sub, sub_cal = draft, cal
+    ws = Workspace() if workspace is None else workspace
     while len(active):
         m = int(min(cfg.ate_mc_round_units, cfg.ate_mc_units - count[active[0]]))
-        noise = fresh_noise(cfg, sub, compute[active], m)
+        noise = fresh_noise(cfg, sub, compute[active], m, ws)
         sim = simulate(sub.scm, noise.eps, noise.row, np.full(len(active), m), sub_cal,
-                       calibrate=False, compute=compute[active])
+                       calibrate=False, compute=compute[active], workspace=ws, key="mc_values")
         y = sim.values[:, np.arange(len(active)), sub.scm.outcome].astype(np.float64)
         ite = y[1] - y[0]
         r_mean = ite.mean(axis=1)

@@ -28,7 +28,7 @@ from .graph import GRAPH_SAMPLERS, from_edges
 from .mechanisms import block_size, params_from_uniforms
 from .noise import noise_from_uniforms, uniform_bits, uniforms_from_bits
 from .roles import BatchRoles, assign_roles_batch
-from .scm import INNER, OUTCOME, ROOT, SKIP, TREATMENT, BatchSCM
+from .scm import INNER, OUTCOME, ROOT, SKIP, TREATMENT, BatchSCM, Workspace, buffer_or_empty
 
 F32 = np.float32
 #: units are padded to a multiple of this (SIMD-friendly, and it fixes the
@@ -302,9 +302,10 @@ def noise_rows(kind: np.ndarray) -> np.ndarray:
     return np.where(has, np.cumsum(has.ravel()).reshape(has.shape) - 1, -1)
 
 
-def draw_parameters(cfg: TaskConfig, draft: Draft, n_pad: int) -> Noise:
+def draw_parameters(cfg: TaskConfig, draft: Draft, n_pad: int, workspace: Workspace | None = None) -> Noise:
     """Draw every task's parameter block and noise (all tasks share n_pad);
-    fills draft.scm's params, hetero_w and mod_w, returns the noise.
+    fills draft.scm's params, hetero_w and mod_w, returns the noise (in the
+    "noise" buffer of `workspace` if one is given: valid until its next use).
 
     Each task takes one run of raw bits from its stream: its parameter block
     (the common block, then one per mechanism family it uses), then the noise
@@ -319,7 +320,7 @@ def draw_parameters(cfg: TaskConfig, draft: Draft, n_pad: int) -> Noise:
     simulated = scm.kind != SKIP
     n_rows = size - np.argmax(simulated[:, ::-1], axis=1)  # up to the last simulated node
 
-    bits = np.empty((n_tasks, size + 2, n_pad), dtype=np.uint32)
+    bits = buffer_or_empty(workspace, "noise", (n_tasks, size + 2, n_pad), np.uint32)
     bits[np.arange(size + 2)[None, :] >= n_rows[:, None]] = 0  # rows not drawn: any finite noise
     blocks = {name: [] for name in sizes}
     # the blocks each task draws: "common", then its families in MECHANISMS order
@@ -357,14 +358,16 @@ def draw_parameters(cfg: TaskConfig, draft: Draft, n_pad: int) -> Noise:
     return Noise(eps=z.reshape(-1, n_pad), row=row, z=z)
 
 
-def fresh_noise(cfg: TaskConfig, draft: Draft, compute: np.ndarray, n_units: int) -> Noise:
+def fresh_noise(cfg: TaskConfig, draft: Draft, compute: np.ndarray, n_units: int,
+                workspace: Workspace | None = None) -> Noise:
     """Noise for a fresh interventional sample of n_units per task (every unit
     real): rows for the nodes in `compute` (B, J), drawn from each task's
-    stream in (task, node) order."""
+    stream in (task, node) order. With a `workspace`, eps lives in its
+    "mc_noise" buffer (valid until the next call)."""
     kind = np.where(compute, draft.scm.kind, SKIP)
     row = noise_rows(kind)
     counts = (row >= 0).sum(axis=1)
-    bits = np.empty((int(counts.sum()), n_units), dtype=np.uint32)
+    bits = buffer_or_empty(workspace, "mc_noise", (int(counts.sum()), n_units), np.uint32)
     start = 0
     for b, gen in enumerate(draft.gens):
         bits[start : start + counts[b]] = uniform_bits(gen, int(counts[b]) * n_units).reshape(-1, n_units)

@@ -23,7 +23,8 @@ from __future__ import annotations
 import numpy as np
 
 from .config import MECHANISMS
-from .scm import INNER, ROOT, SKIP, TREATMENT, BatchSCM, Calibration, calibrate_offset, propensity
+from .scm import (INNER, ROOT, SKIP, TREATMENT, BatchSCM, Calibration, Workspace, buffer_or_empty, calibrate_offset,
+                  propensity)
 
 F32 = np.float32
 LINEAR = MECHANISMS.index("linear")
@@ -72,7 +73,8 @@ class _Moments:
         return out, mean, std
 
 
-def simulate_linear(scm: BatchSCM, z: np.ndarray, n_units: np.ndarray, cal: Calibration, noise_bound: np.ndarray):
+def simulate_linear(scm: BatchSCM, z: np.ndarray, n_units: np.ndarray, cal: Calibration, noise_bound: np.ndarray,
+                    workspace: Workspace | None = None):
     """Factual sample and potential outcomes of linear tasks.
 
     z: (B, J + 2, N) the batch's noise rows per task (draft.Noise.z: node j in
@@ -88,6 +90,7 @@ def simulate_linear(scm: BatchSCM, z: np.ndarray, n_units: np.ndarray, cal: Cali
     |output row r| over all units (rows: the nodes, then y1), from
     sum_k |a_rk| max|eps_k| + |constant|: QC needs no pass over the outputs
     unless a bound exceeds its threshold.
+    With a `workspace`, node0 and y1 are views of its "linear_values" buffer.
     """
     n_tasks, n_nodes = scm.kind.shape
     rows = np.arange(n_tasks)
@@ -147,7 +150,9 @@ def simulate_linear(scm: BatchSCM, z: np.ndarray, n_units: np.ndarray, cal: Cali
     y1_coef = _world1_outcome(scm, coef, moments, cal)
     a = np.concatenate([coef[:, :n_nodes, : const + 1], y1_coef[:, None, : const + 1]], axis=1).astype(F32)
     z[rows, scm.treatment] = 0.0  # T's own row carries no noise (its coefficients are 0 anyway)
-    out = np.matmul(a, z[:, : const + 1])
+    # (the output is ~10 MB per batch: a reused buffer spares the page faults of a fresh one)
+    out = buffer_or_empty(workspace, "linear_values", (n_tasks, n_nodes + 1, z.shape[-1]))
+    np.matmul(a, z[:, : const + 1], out=out)
     y1 = out[:, n_nodes]
     same = ~two[rows, scm.outcome]  # zero-effect tasks: y1 is y0, exactly
     y1[same] = out[same, scm.outcome[same]]

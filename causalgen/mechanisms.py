@@ -59,10 +59,9 @@ def activate(a: np.ndarray, code: int, out: np.ndarray | None = None) -> np.ndar
 
 def activate_rows(a: np.ndarray, codes: np.ndarray) -> np.ndarray:
     """a: (R, ...) pre-activations; codes: (R,) activation per row. In place."""
-    unique = np.unique(codes)
-    if len(unique) == 1:
-        return activate(a, int(unique[0]), out=a)
-    for code in unique:
+    if len(codes) and (codes == codes[0]).all():  # the common case, without np.unique's sort
+        return activate(a, int(codes[0]), out=a)
+    for code in np.unique(codes):
         sel = codes == code
         a[sel] = activate(a[sel], int(code))
     return a
@@ -194,7 +193,9 @@ class Parents:
         parents are slots[r, :count[r]]."""
         order = np.argsort(-count, kind="stable")
         w, b, sl = world[order], task[order], slots[order]
-        sizes = np.count_nonzero(count[:, None] > np.arange(int(count.max(initial=0)))[None, :], axis=0)
+        # rows with more than s parents, for s < max count (a histogram: no (R, S) temporary)
+        hist = np.bincount(count) if len(count) else np.zeros(1, np.int64)
+        sizes = len(count) - np.cumsum(hist[:-1])
         blocks = [values[w[:r], b[:r], sl[:r, s]] for s, r in enumerate(sizes.tolist())]
         return cls(blocks, order, count, values.shape[-1])
 
@@ -289,10 +290,13 @@ def eval_rff(parents: Parents, p):
     """sqrt(2/K) sum_k a_k cos(omega_k . x / l + phase_k): a draw from a GP with
     an RBF kernel of lengthscale l, approximately."""
     out = np.empty((parents.n_rows, parents.n_units), dtype=F32)
+    # one (K, N) buffer for every row: a fresh ~400 kB array per row is an
+    # mmap + page faults each time (same product, same bits)
+    z = np.empty((p["amp"].shape[-1], parents.n_units), dtype=F32)
     for r in range(parents.n_rows):
         s = int(parents.count[r])
         omega = np.concatenate([p["omega"][r, :s], p["phase"][r, None]]).T  # (K, s + 1)
-        z = omega @ parents.row_with_ones(r)  # (K, N)
+        np.matmul(omega, parents.row_with_ones(r), out=z)  # (K, N)
         np.cos(z, out=z)
         out[r] = p["amp"][r] @ z
     return out

@@ -31,7 +31,7 @@ from .draft import Draft, draft_structure, draw_parameters, padded_units
 from . import qc
 from .linear import is_linear, simulate_linear
 from .noise import NOISE_BOUND
-from .scm import INNER, OUTCOME, ROOT, SKIP, TREATMENT, Calibration, linear_ate, simulate
+from .scm import INNER, OUTCOME, ROOT, SKIP, TREATMENT, Calibration, Workspace, linear_ate, simulate
 from .streams import task_generators
 from .task import Task
 
@@ -65,9 +65,10 @@ class _Outputs:
     bound: np.ndarray  # (B, J + 1) bound on |node0 rows|, |y1| (inf where unknown)
 
 
-def _simulate(draft: Draft, n_pad: int, noise, fast: bool) -> _Outputs:
+def _simulate(draft: Draft, n_pad: int, noise, fast: bool, workspace: Workspace | None = None) -> _Outputs:
     """Factual sample and potential outcomes of a drafted batch: linear tasks
-    through linear.py (if `fast`), the others through scm.simulate."""
+    through linear.py (if `fast`), the others through scm.simulate (node values
+    in `workspace`, so the outputs are views valid until its next batch)."""
     scm = draft.scm
     n_tasks, n_nodes = scm.kind.shape
     lin = is_linear(scm) if fast else np.zeros(n_tasks, bool)
@@ -81,9 +82,9 @@ def _simulate(draft: Draft, n_pad: int, noise, fast: bool) -> _Outputs:
         if linear:
             z = noise.z if whole else noise.z[idx]
             bound = NOISE_BOUND[sub.noise_family]
-            node0, y1, t, e, exact, bound = simulate_linear(sub.scm, z, sub.n_units, cal, bound)
+            node0, y1, t, e, exact, bound = simulate_linear(sub.scm, z, sub.n_units, cal, bound, workspace)
         else:
-            sim = simulate(sub.scm, noise.eps, noise.row[idx], sub.n_units, cal, calibrate=True)
+            sim = simulate(sub.scm, noise.eps, noise.row[idx], sub.n_units, cal, calibrate=True, workspace=workspace)
             node0 = sim.values[0, :, :n_nodes]
             y1 = sim.values[1, np.arange(len(idx)), sub.scm.outcome]
             t, e = sim.t, sim.propensity
@@ -109,7 +110,8 @@ def _simulate(draft: Draft, n_pad: int, noise, fast: bool) -> _Outputs:
     return _Outputs(cal=cal, **merged)
 
 
-def _ground_truth(cfg: TaskConfig, draft: Draft, cal: Calibration, exact: np.ndarray):
+def _ground_truth(cfg: TaskConfig, draft: Draft, cal: Calibration, exact: np.ndarray,
+                  workspace: Workspace | None = None):
     """(ate, ate_se, mc_units, closed_form) per task; `exact` holds the ATE
     the linear fast path already found (NaN elsewhere)."""
     n_tasks = len(draft)
@@ -122,7 +124,7 @@ def _ground_truth(cfg: TaskConfig, draft: Draft, cal: Calibration, exact: np.nda
     units = np.zeros(n_tasks, dtype=np.int64)
     mc = np.flatnonzero(~closed)
     if len(mc):
-        ate[mc], se[mc], units[mc] = monte_carlo_ate(cfg, draft.take(mc), cal.take(mc))
+        ate[mc], se[mc], units[mc] = monte_carlo_ate(cfg, draft.take(mc), cal.take(mc), workspace)
     return ate, se, units, closed
 
 
@@ -247,15 +249,17 @@ _META_AFTER = (
 )
 
 
-def _simulate_group(cfg: TaskConfig, draft: Draft) -> list:
-    """Simulate drafted tasks with equal padded size. Returns list of Task | str."""
+def _simulate_group(cfg: TaskConfig, draft: Draft, workspace: Workspace | None = None) -> list:
+    """Simulate drafted tasks with equal padded size. Returns list of Task | str.
+    Big intermediates live in `workspace` (reused by the next group: every
+    Task array is a copy)."""
     n_pad = int(padded_units(draft.n_units).max())
-    noise = draw_parameters(cfg, draft, n_pad)
+    noise = draw_parameters(cfg, draft, n_pad, workspace)
     # Overflow and NaN are possible (e.g. deep polynomial chains); QC detects
     # and resamples such tasks, so numpy's warnings would only be noise.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        out = _simulate(draft, n_pad, noise, LINEAR_FAST_PATH)
-        truth = _ground_truth(cfg, draft, out.cal, out.exact)
+        out = _simulate(draft, n_pad, noise, LINEAR_FAST_PATH, workspace)
+        truth = _ground_truth(cfg, draft, out.cal, out.exact, workspace)
     stats = qc.summarise(out.y0, out.y1, out.t, out.e, draft.n_units)
     reasons = qc.rejections(cfg, _peaks(cfg, draft, out), stats, draft.n_units, truth[0], truth[1])
     return _records(cfg, draft, out, stats, truth, reasons)
@@ -293,6 +297,8 @@ def sample_tasks(config, seeds: Iterable[int], batch_size: int = BATCH_SIZE) -> 
         attempts[i] += 1
         retry.append(i)
 
+    # one set of big buffers for every batch of this call (see scm.Workspace)
+    workspace = Workspace()
     pending = list(range(len(seeds)))
     while pending:
         retry: list[int] = []
@@ -320,7 +326,7 @@ def sample_tasks(config, seeds: Iterable[int], batch_size: int = BATCH_SIZE) -> 
                 members = ok[n_pad == pad]
                 for b0 in range(0, len(members), batch_size):
                     part = members[b0 : b0 + batch_size]
-                    for k, res in zip(part, _simulate_group(cfg, draft.take(part))):
+                    for k, res in zip(part, _simulate_group(cfg, draft.take(part), workspace)):
                         i = chunk[k]
                         if isinstance(res, str):
                             reject(i, res, retry)
