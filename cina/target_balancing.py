@@ -147,8 +147,16 @@ class KernelOperator:
         k = (keys.double() * (D ** -0.25 if self.form == "attention" else 1.0)).masked_fill(~mask.unsqueeze(-1), 0.0)
         sq = k.square().sum(-1)  # |k_i|^2 / sqrt(D)
         gen = torch.Generator().manual_seed(0)
-        # r landmarks among each dataset's real units: the r smallest random keys
-        order = torch.rand(B, N, generator=gen).to(keys.device).masked_fill(~mask, 2.0).argsort(-1)[:, :r]
+        # r landmarks among each dataset's real units: the r smallest random keys ...
+        priority = torch.rand(B, N, generator=gen, dtype=torch.float64).to(keys.device)
+        if self.form == "attention":
+            # ... after the r / 4 units of largest |k|: their g_j = exp(|k_j|^2 / 2) dominates
+            # the normaliser G g, and a landmark's kernel column is reproduced exactly. With
+            # random landmarks only, the error of G_ij for a far outlier j times its huge g_j
+            # made (G g)_i negative for some units (NaN weights on 5,000-unit tasks).
+            top = sq.masked_fill(~mask, -1.0).topk(max(1, r // 4), dim=-1).indices
+            priority = priority.scatter(1, top, -1.0)
+        order = priority.masked_fill(~mask, 2.0).argsort(-1)[:, :r]
         kl = k.gather(1, order.unsqueeze(-1).expand(B, r, D))
         sql = sq.gather(1, order)
 
@@ -162,7 +170,8 @@ class KernelOperator:
         rank = int(keep.sum(-1).max())
         evals, evecs, keep = evals[..., -rank:], evecs[..., -rank:], keep[..., -rank:]
         inv_sqrt = torch.where(keep, evals.clamp_min(1e-300).rsqrt(), torch.zeros_like(evals))
-        f = gauss(k, sq, kl, sql) @ (evecs * inv_sqrt.unsqueeze(-2))  # (B, N, rank)
+        g_nl = gauss(k, sq, kl, sql)  # (B, N, r) exact kernel columns of the landmarks
+        f = g_nl @ (evecs * inv_sqrt.unsqueeze(-2))  # (B, N, rank)
         f = f.masked_fill(~mask.unsqueeze(-1), 0.0)
         self.rank = rank
         if self.form == "gaussian":  # K = (F / n) (F / n)^T
@@ -171,8 +180,15 @@ class KernelOperator:
         # g_j = exp(sq_j / 2) up to one factor per dataset, which scales h and cancels in K only
         # if kept exactly: keep it, in float64 (sq is bounded by the standardised, clipped inputs)
         g = torch.exp(sq / 2.0).masked_fill(~mask, 0.0)
-        gg = (f @ (f.transpose(-1, -2) @ g.unsqueeze(-1))).squeeze(-1)  # G g
-        gg = gg.clamp_min(torch.finfo(gg.dtype).tiny)
+        # G g: the landmark columns exactly (they carry the largest g_j), the rest through the
+        # factor. Every term is positive, so the exact part plus unit i's own term g_i is a
+        # lower bound the approximation may not go below (a value <= 0 would give inf / NaN).
+        g_l = g.gather(1, order)
+        is_landmark = torch.zeros_like(mask).scatter(1, order, True)
+        exact = (g_nl @ g_l.unsqueeze(-1)).squeeze(-1)
+        g_rest = torch.where(is_landmark, torch.zeros_like(g), g)
+        gg = exact + (f @ (f.transpose(-1, -2) @ g_rest.unsqueeze(-1))).squeeze(-1)
+        gg = torch.maximum(gg, exact + g_rest).clamp_min(torch.finfo(gg.dtype).tiny)
         self.inv_gg = torch.where(mask, 1.0 / gg, torch.zeros_like(gg))
         self.log_h = torch.where(mask, torch.log(g.clamp_min(1e-300)) + torch.log(gg), torch.zeros_like(gg)).to(keys.dtype)
         # K = diag(1/Gg) F F^T diag(1/Gg): fold the normalisers into the factor. Its rows have

@@ -39,9 +39,10 @@ def _datasets(sizes, seed=0):
     return xs, ts, ys
 
 
-@pytest.mark.parametrize("kernel,alpha_scale", [("covariates", "optimal"), ("learned", "optimal"), ("covariates", "free")])
-def test_forward_backward_and_outputs(kernel, alpha_scale):
-    m = _model(kernel=kernel, alpha_scale=alpha_scale).train()
+@pytest.mark.parametrize("kernel,alpha_scale,trunk", [("covariates", "optimal", "full"), ("learned", "optimal", "full"),
+                                                      ("covariates", "free", "full"), ("learned", "free", "induced")])
+def test_forward_backward_and_outputs(kernel, alpha_scale, trunk):
+    m = _model(kernel=kernel, alpha_scale=alpha_scale, trunk_attention=trunk, n_inducing=4).train()
     xs, ts, ys = _datasets([(40, 3), (55, 5), (30, 8)])
     batch = collate_datasets(xs, ts, ys)
     batch["ate"] = torch.ones(3)
@@ -60,9 +61,9 @@ def test_forward_backward_and_outputs(kernel, alpha_scale):
     assert m.loss(batch).ndim == 0
 
 
-@pytest.mark.parametrize("kernel", ["covariates", "learned"])
-def test_padding_units_and_features_changes_nothing(kernel):
-    m = _model(1, kernel=kernel)
+@pytest.mark.parametrize("kernel,trunk", [("covariates", "full"), ("learned", "full"), ("learned", "induced")])
+def test_padding_units_and_features_changes_nothing(kernel, trunk):
+    m = _model(1, kernel=kernel, trunk_attention=trunk, n_inducing=4)
     xs, ts, ys = _datasets([(40, 3)], seed=1)
     alone = m(collate_datasets(xs, ts, ys))
     # same dataset next to a larger one (so it gets padded units) with junk in the padding, and
@@ -82,9 +83,9 @@ def test_padding_units_and_features_changes_nothing(kernel):
     assert torch.all(padded["weights"][0, 40:] == 0)
 
 
-@pytest.mark.parametrize("kernel", ["covariates", "learned"])
-def test_permutation_equivariance(kernel):
-    m = _model(2, kernel=kernel)
+@pytest.mark.parametrize("kernel,trunk", [("covariates", "full"), ("learned", "full"), ("learned", "induced")])
+def test_permutation_equivariance(kernel, trunk):
+    m = _model(2, kernel=kernel, trunk_attention=trunk, n_inducing=4)
     xs, ts, ys = _datasets([(60, 4)], seed=3)
     perm = np.random.default_rng(0).permutation(60)
     a = m(collate_datasets(xs, ts, ys))
@@ -157,6 +158,10 @@ def test_estimate_errors_name_the_problem():
         CInAConfig(d_model=30, n_heads=4)
     with pytest.raises(ValueError, match="lam_range"):
         CInAConfig(lam=1.0, lam_range=(0.01, 0.1))
+    with pytest.raises(ValueError, match="trunk_attention"):
+        CInAConfig(trunk_attention="linear")
+    with pytest.raises(ValueError, match="n_inducing"):
+        CInAConfig(trunk_attention="induced", n_inducing=0)
 
 
 def test_checkpoint_round_trip(tmp_path):
