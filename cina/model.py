@@ -292,15 +292,15 @@ class CInAConfig:
         return cls(**d)
 
 
-class Block(nn.Module):
-    """Pre-LN transformer block with attention across the units of each dataset."""
+class _UnitBlock(nn.Module):
+    """What the trunk's blocks share: pre-LN, an attention output projection with a residual,
+    then a residual MLP. Subclasses compute the attention across units (`_attend`)."""
 
-    def __init__(self, c: CInAConfig):
+    def __init__(self, c: "CInAConfig"):
         super().__init__()
         self.n_heads = c.n_heads
         self.dropout = c.dropout
         self.ln1 = nn.LayerNorm(c.d_model)
-        self.qkv = nn.Linear(c.d_model, 3 * c.d_model)
         self.proj = nn.Linear(c.d_model, c.d_model)
         self.ln2 = nn.LayerNorm(c.d_model)
         self.mlp = nn.Sequential(
@@ -310,13 +310,13 @@ class Block(nn.Module):
         )
         self.drop = nn.Dropout(c.dropout)
 
+    def _attend(self, u: torch.Tensor, attn_mask: torch.Tensor, p: float) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
     def forward(self, z: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
         """z: (B, N, C); attn_mask: (B, 1, 1, N) bool, True for real units (padded keys are ignored)."""
-        B, N, C = z.shape
-        q, k, v = self.qkv(self.ln1(z)).split(C, dim=2)
-        q, k, v = (a.view(B, N, self.n_heads, C // self.n_heads).transpose(1, 2) for a in (q, k, v))
-        o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0)
-        z = z + self.drop(self.proj(o.transpose(1, 2).reshape(B, N, C)))
+        o = self._attend(self.ln1(z), attn_mask, self.dropout if self.training else 0.0)
+        z = z + self.drop(self.proj(o))
         return z + self.drop(self.mlp(self.ln2(z)))
 
 
@@ -332,7 +332,19 @@ def _merge(o: torch.Tensor) -> torch.Tensor:
     return o.transpose(1, 2).reshape(B, N, H * c)
 
 
-class InducedBlock(nn.Module):
+class Block(_UnitBlock):
+    """Pre-LN transformer block with full attention across the units of each dataset."""
+
+    def __init__(self, c: "CInAConfig"):
+        super().__init__(c)
+        self.qkv = nn.Linear(c.d_model, 3 * c.d_model)
+
+    def _attend(self, u, attn_mask, p):
+        q, k, v = (_heads(a, self.n_heads) for a in self.qkv(u).split(u.shape[-1], dim=2))
+        return _merge(F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p))
+
+
+class InducedBlock(_UnitBlock):
     """Pre-LN block whose attention across units goes through m learned inducing points (ISAB).
 
     ``h = attend(inducing -> units)`` summarises the dataset in m vectors (padded units are
@@ -341,40 +353,22 @@ class InducedBlock(nn.Module):
     """
 
     def __init__(self, c: "CInAConfig"):
-        super().__init__()
-        self.n_heads = c.n_heads
-        self.dropout = c.dropout
+        super().__init__(c)
         self.inducing = nn.Parameter(torch.randn(c.n_inducing, c.d_model) * 0.02)
-        self.ln1 = nn.LayerNorm(c.d_model)
         self.q_ind = nn.Linear(c.d_model, c.d_model)
         self.kv_units = nn.Linear(c.d_model, 2 * c.d_model)
         self.ln_h = nn.LayerNorm(c.d_model)
         self.q_units = nn.Linear(c.d_model, c.d_model)
         self.kv_ind = nn.Linear(c.d_model, 2 * c.d_model)
-        self.proj = nn.Linear(c.d_model, c.d_model)
-        self.ln2 = nn.LayerNorm(c.d_model)
-        self.mlp = nn.Sequential(
-            nn.Linear(c.d_model, c.mlp_ratio * c.d_model),
-            nn.GELU(),
-            nn.Linear(c.mlp_ratio * c.d_model, c.d_model),
-        )
-        self.drop = nn.Dropout(c.dropout)
 
-    def forward(self, z: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
-        """z: (B, N, C); attn_mask: (B, 1, 1, N) bool, True for real units."""
-        B, N, C = z.shape
-        p = self.dropout if self.training else 0.0
-        u = self.ln1(z)
-        k, v = self.kv_units(u).split(C, dim=2)
-        q = self.q_ind(self.inducing).expand(B, -1, -1)
-        h = _merge(F.scaled_dot_product_attention(_heads(q, self.n_heads), _heads(k, self.n_heads),
-                                                  _heads(v, self.n_heads), attn_mask=attn_mask, dropout_p=p))
+    def _attend(self, u, attn_mask, p):
+        B, _, C = u.shape
+        k, v = (_heads(a, self.n_heads) for a in self.kv_units(u).split(C, dim=2))
+        q = _heads(self.q_ind(self.inducing).expand(B, -1, -1), self.n_heads)
+        h = _merge(F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p))
         h = self.ln_h(self.inducing + h)  # (B, m, C) summaries of the dataset
-        k2, v2 = self.kv_ind(h).split(C, dim=2)
-        o = F.scaled_dot_product_attention(_heads(self.q_units(u), self.n_heads), _heads(k2, self.n_heads),
-                                           _heads(v2, self.n_heads), dropout_p=p)
-        z = z + self.drop(self.proj(_merge(o)))
-        return z + self.drop(self.mlp(self.ln2(z)))
+        k2, v2 = (_heads(a, self.n_heads) for a in self.kv_ind(h).split(C, dim=2))
+        return _merge(F.scaled_dot_product_attention(_heads(self.q_units(u), self.n_heads), k2, v2, dropout_p=p))
 
 
 class CInA(nn.Module):
