@@ -294,13 +294,16 @@ class CInAConfig:
 
 class _UnitBlock(nn.Module):
     """What the trunk's blocks share: pre-LN, an attention output projection with a residual,
-    then a residual MLP. Subclasses compute the attention across units (`_attend`)."""
+    then a residual MLP. Subclasses build ``ln1`` and their attention modules, then call
+    `_add_output_and_mlp` (construction order fixes which random draws each module gets for a
+    given seed, so it is kept as it was), and compute the attention across units (`_attend`)."""
 
     def __init__(self, c: "CInAConfig"):
         super().__init__()
         self.n_heads = c.n_heads
         self.dropout = c.dropout
-        self.ln1 = nn.LayerNorm(c.d_model)
+
+    def _add_output_and_mlp(self, c: "CInAConfig") -> None:
         self.proj = nn.Linear(c.d_model, c.d_model)
         self.ln2 = nn.LayerNorm(c.d_model)
         self.mlp = nn.Sequential(
@@ -337,7 +340,9 @@ class Block(_UnitBlock):
 
     def __init__(self, c: "CInAConfig"):
         super().__init__(c)
+        self.ln1 = nn.LayerNorm(c.d_model)
         self.qkv = nn.Linear(c.d_model, 3 * c.d_model)
+        self._add_output_and_mlp(c)
 
     def _attend(self, u, attn_mask, p):
         q, k, v = (_heads(a, self.n_heads) for a in self.qkv(u).split(u.shape[-1], dim=2))
@@ -355,11 +360,13 @@ class InducedBlock(_UnitBlock):
     def __init__(self, c: "CInAConfig"):
         super().__init__(c)
         self.inducing = nn.Parameter(torch.randn(c.n_inducing, c.d_model) * 0.02)
+        self.ln1 = nn.LayerNorm(c.d_model)
         self.q_ind = nn.Linear(c.d_model, c.d_model)
         self.kv_units = nn.Linear(c.d_model, 2 * c.d_model)
         self.ln_h = nn.LayerNorm(c.d_model)
         self.q_units = nn.Linear(c.d_model, c.d_model)
         self.kv_ind = nn.Linear(c.d_model, 2 * c.d_model)
+        self._add_output_and_mlp(c)
 
     def _attend(self, u, attn_mask, p):
         B, _, C = u.shape
