@@ -145,7 +145,7 @@ class KernelOperator:
         B, N, D = keys.shape
         # the attention form's Gaussian part has bandwidth D^(1/4) (scores s_ij = k_i . k_j / sqrt(D))
         k = (keys.double() * (D ** -0.25 if self.form == "attention" else 1.0)).masked_fill(~mask.unsqueeze(-1), 0.0)
-        sq = k.square().sum(-1)  # |k_i|^2 / sqrt(D)
+        sq = k.square().sum(-1)  # |k_i|^2 (over sqrt(D) in the attention form)
         gen = torch.Generator().manual_seed(0)
         # r landmarks among each dataset's real units: the r smallest random keys ...
         priority = torch.rand(B, N, generator=gen, dtype=torch.float64).to(keys.device)
