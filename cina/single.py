@@ -280,6 +280,8 @@ class SingleDatasetCInA:
             raise ValueError(f"balancing must be 'target' or 'svm', got {self.balancing!r}")
         if self.kernel_form not in KERNEL_FORMS:
             raise ValueError(f"kernel_form must be one of {KERNEL_FORMS}, got {self.kernel_form!r}")
+        if self.balancing == "svm" and self.kernel_form != "attention":
+            raise ValueError("kernel_form='gaussian' needs balancing='target' (the SVM layer uses the attention kernel)")
         if self.balancing == "target" and self.learn_keys:
             raise ValueError("learn_keys=True needs balancing='svm' (the paper's kernel learning)")
         if self.score_scale is not None and not (isinstance(self.score_scale, (int, float)) and 0 < self.score_scale < math.inf):

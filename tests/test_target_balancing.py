@@ -247,6 +247,25 @@ def test_nystrom_with_heavy_tailed_covariates_keeps_the_normaliser_right():
     assert 0.5 * float((wa - wb).abs().sum()) < 0.05
 
 
+def test_nystrom_normaliser_does_not_overflow_for_a_single_far_unit():
+    # one covariate that is 0 for every unit but one: after the key rescaling that unit has
+    # |k|^2 ~ n, so g = exp(|k|^2 / 2) overflows float64 (formerly NaN weights, silently the
+    # difference in means); the normaliser is computed in log space
+    n = 5000
+    x = np.zeros((n, 1))
+    x[0, 0] = 1.0
+    X = torch.as_tensor(x)[None]
+    m = torch.ones(1, n, dtype=torch.bool)
+    f = torch.ones(1, 1, dtype=torch.bool)
+    keys = covariate_keys(standardize_covariates(X, m, f), m, f).double() * 0.6
+    assert float(keys.square().sum(-1).max()) > 1500  # exp(750) > float64 max
+    u = torch.rand(1, n, dtype=torch.float64)
+    want = KernelOperator(keys, m, max_elements=2**20)(u)
+    got = KernelOperator(keys, m, landmarks=512)(u)
+    assert torch.isfinite(got).all()
+    assert float((want - got).norm() / want.norm()) < 1e-6
+
+
 def test_nystrom_batch_with_a_low_rank_dataset_matches_each_dataset_alone():
     # one dataset with a single binary covariate (its landmark kernel has rank 2) next to a rich one:
     # the batch must not give the low-rank dataset noise directions
@@ -331,11 +350,16 @@ def test_gaussian_form_solver_reaches_the_optimum_and_balances():
 def test_single_dataset_cina_takes_the_kernel_form():
     from cina.single import SingleDatasetCInA
 
-    x, t, _, _ = _gaussian_problem(300, seed=7)
+    x, t, m, keys = _gaussian_problem(300, seed=7)
     g = SingleDatasetCInA(kernel_form="gaussian").fit(x[0], t[0].numpy())
     a = SingleDatasetCInA().fit(x[0], t[0].numpy())
     assert g.lam_ == pytest.approx(1e-4 / 300) and a.lam_ == pytest.approx(3e-4 / 300)
     assert not np.allclose(g.weights_, a.weights_)
+    # exactly the Gaussian-form solve on the Gaussian keys (the form is passed through)
+    direct = solve_target_balance(keys[:1], t[:1], m[:1], 1e-4 / 300, ATE, steps=30, tol=1e-4, form="gaussian")
+    np.testing.assert_allclose(g.alpha_, direct["alpha"][0].numpy(), rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="kernel_form='gaussian' needs balancing='target'"):
+        SingleDatasetCInA(balancing="svm", kernel_form="gaussian").fit(x[0], t[0].numpy())
     with pytest.raises(ValueError, match="kernel_form"):
         SingleDatasetCInA(kernel_form="rbf").fit(x[0], t[0].numpy())
     with pytest.raises(ValueError, match="kernel form"):
