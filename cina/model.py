@@ -296,7 +296,8 @@ class _UnitBlock(nn.Module):
     """What the trunk's blocks share: pre-LN, an attention output projection with a residual,
     then a residual MLP. Subclasses build ``ln1`` and their attention modules, then call
     `_add_output_and_mlp` (construction order fixes which random draws each module gets for a
-    given seed, so it is kept as it was), and compute the attention across units (`_attend`)."""
+    given seed, so it is kept as it was), and define ``_attend(u, attn_mask, dropout_p)``: the
+    attention across units of the normalised input u (B, N, C), returning (B, N, C)."""
 
     def __init__(self, c: "CInAConfig"):
         super().__init__()
@@ -312,9 +313,6 @@ class _UnitBlock(nn.Module):
             nn.Linear(c.mlp_ratio * c.d_model, c.d_model),
         )
         self.drop = nn.Dropout(c.dropout)
-
-    def _attend(self, u: torch.Tensor, attn_mask: torch.Tensor, p: float) -> torch.Tensor:  # pragma: no cover
-        raise NotImplementedError
 
     def forward(self, z: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
         """z: (B, N, C); attn_mask: (B, 1, 1, N) bool, True for real units (padded keys are ignored)."""

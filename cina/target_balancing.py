@@ -113,7 +113,6 @@ class KernelOperator:
         self.form = form
         self.dense = None
         self.factor = None
-        self.inv_gg = None
         self.block_size = auto_block_size(B, N, max_elements)
         # 1 / n per dataset (Gaussian form)
         self.inv_n = 1.0 / mask.sum(-1).clamp_min(1).to(keys.dtype)
@@ -201,12 +200,12 @@ class KernelOperator:
         approx_rest = (f @ (f.transpose(-1, -2) @ g_rest.unsqueeze(-1))).squeeze(-1)
         log_rest = torch.log(torch.maximum(approx_rest, g_rest)) + top_rest  # -inf where both are 0
         log_q = torch.logaddexp(log_exact, log_rest)
-        self.inv_gg = torch.where(mask, torch.exp(-log_q), torch.zeros_like(log_q))  # 1 / Q
+        inv_q = torch.where(mask, torch.exp(-log_q), torch.zeros_like(log_q))
         self.log_h = torch.where(mask, half + log_q, torch.zeros_like(log_q)).to(keys.dtype)
         # K = diag(1/Q) F F^T diag(1/Q): fold the normalisers into the factor. Its rows have
         # norm <= 1 / Q_i <= 1 (G_ii = 1, g >= 1), so the keys' precision holds it: a unit whose
         # row underflows in float32 has a kernel row ~0 in float64 too.
-        self._set_factor(self.inv_gg.unsqueeze(-1) * f, keys.dtype)
+        self._set_factor(inv_q.unsqueeze(-1) * f, keys.dtype)
 
     def _set_factor(self, factor: torch.Tensor, dtype: torch.dtype) -> None:
         """K = factor factor^T, products in the keys' dtype: each product streams the (B, N, r)
