@@ -32,6 +32,7 @@ def _train(args) -> int:
         k: v for k, v in {
             "max_steps": args.max_steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
             "num_workers": args.num_workers, "device": args.device, "eval_every": args.eval_every,
+            "compile": args.compile, "bf16": args.bf16,
             "ckpt_every": args.ckpt_every, "subsample_units": args.subsample_units,
         }.items() if v is not None
     }
@@ -216,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int)
     tr.add_argument("--num-workers", type=int)
     tr.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    tr.add_argument("--compile", choices=["auto", "on", "off"], help="torch.compile the model (auto: on a GPU only)")
+    tr.add_argument("--bf16", choices=["auto", "on", "off"], help="bf16 autocast (auto: on a GPU only)")
     tr.add_argument("--eval-every", type=int)
     tr.add_argument("--ckpt-every", type=int)
     tr.add_argument("--subsample-units", type=int)

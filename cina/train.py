@@ -271,8 +271,10 @@ def evaluate(model: CInA, stream: TaskStream, stream_start: dict, max_tasks: int
 # ------------------------------------------------------------------ the loop
 
 
+# tasks_per_s and step_ms cover the training steps since the previous row (evaluation and
+# checkpoint time excluded); gpu_mem_gb is the peak allocated CUDA memory so far (empty on CPU).
 METRIC_FIELDS = ["step", "epoch", "lr", "loss", "loss_balance", "loss_supervised", "grad_norm", "tasks_per_s",
-                 "val_loss", "val_ate_mae_std", "val_ate_mae", "val_tasks"]
+                 "step_ms", "gpu_mem_gb", "val_loss", "val_ate_mae_std", "val_ate_mae", "val_tasks"]
 
 
 def train(corpus, out_dir: str | os.PathLike, cfg: TrainConfig | None = None, *, progress: bool = True) -> Path:
@@ -373,7 +375,7 @@ def train(corpus, out_dir: str | os.PathLike, cfg: TrainConfig | None = None, *,
         bar = tqdm(total=cfg.max_steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
 
     model.train()
-    t_last, tasks_since = time.perf_counter(), 0
+    t_last, tasks_since, steps_since = time.perf_counter(), 0, 0
     while step < cfg.max_steps:
         if stream.epoch != epoch:
             stream.set_epoch(epoch)
@@ -389,16 +391,19 @@ def train(corpus, out_dir: str | os.PathLike, cfg: TrainConfig | None = None, *,
             sched.step()
             step += 1
             tasks_since += batch["x"].shape[0]
+            steps_since += 1
             row = None
             if dist_info.is_main and (step % cfg.eval_every == 0 or step == cfg.max_steps or step == 1):
-                now = time.perf_counter()
+                loss_value = float(loss.detach())  # waits for the device, so the clock below is honest
+                elapsed = max(time.perf_counter() - t_last, 1e-9)
                 row = {
-                    "step": step, "epoch": epoch, "lr": opt.param_groups[0]["lr"], "loss": float(loss.detach()),
+                    "step": step, "epoch": epoch, "lr": opt.param_groups[0]["lr"], "loss": loss_value,
                     "loss_balance": float(out["loss_balance"].detach()),
                     "loss_supervised": float(out["loss_supervised"].detach()),
-                    "grad_norm": float(grad_norm), "tasks_per_s": tasks_since * dist_info.world_size / max(now - t_last, 1e-9),
+                    "grad_norm": float(grad_norm), "tasks_per_s": tasks_since * dist_info.world_size / elapsed,
+                    "step_ms": 1000 * elapsed / steps_since,
+                    "gpu_mem_gb": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else "",
                 }
-                t_last, tasks_since = now, 0
                 row.update(evaluate(model, val_stream, val_start, cfg.eval_tasks, device, autocast))
                 with metrics_file.open("a", newline="") as f:
                     csv.writer(f).writerow([row.get(k, "") for k in METRIC_FIELDS])
@@ -413,6 +418,8 @@ def train(corpus, out_dir: str | os.PathLike, cfg: TrainConfig | None = None, *,
                     _save_checkpoint(run, step, model, opt, sched, loader, epoch, cfg.keep_checkpoints)
                 if dist_info.world_size > 1:
                     torch.distributed.barrier()
+            if row is not None:  # restart the step clock after evaluation and checkpointing
+                t_last, tasks_since, steps_since = time.perf_counter(), 0, 0
             if bar is not None:
                 bar.update(1)
             if step >= cfg.max_steps:
