@@ -5,7 +5,8 @@
 #   bash results/run_eval.sh [MODEL] [CORPUS] [ER_CORPUS] [ZS_S_MODEL]
 # CORPUS: the pretraining corpus of scripts/pretrain_default.sh (its test split is held out).
 # ER_CORPUS: causalgen generate --preset er5000-nonlinear --num-tasks 4000 --shard-size 500 --seed 2027
-# ZS_S_MODEL: cina train --corpus CORPUS --out RUN --config scripts/configs/zs_s_model.json
+# ZS_S_MODEL: causalgen generate --preset default --num-tasks 64000 --shard-size 1000 --seed 4242 --out BIG;
+#   cina train --corpus BIG --out RUN --config scripts/configs/zs_s_model_gpu.json  (on a GPU, ~4.5 min)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL="${1:-cina/assets/default_model}"
