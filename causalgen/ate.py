@@ -37,6 +37,25 @@ def analytic(draft: Draft) -> np.ndarray:
     return ok & ~scm.mod_tanh
 
 
+def _reach_outcome_avoiding_treatment(draft: Draft) -> np.ndarray:
+    """(B, J) bool: Y and the nodes with a directed path to Y that does not
+    pass through T (T itself included when it is a parent of such a node).
+
+    Node ids are a topological order, so one backward sweep suffices: when
+    node j is reached its own flag is final, and it passes the flag on to its
+    parents unless j is T (whose value is set, not computed from its parents).
+    """
+    scm, adj = draft.scm, draft.roles.adjacency  # adj[b, parent, child]
+    n_tasks, n_nodes = scm.kind.shape
+    reach = np.zeros((n_tasks, n_nodes), dtype=bool)
+    reach[np.arange(n_tasks), scm.outcome] = True
+    for j in range(n_nodes - 1, 0, -1):
+        pass_on = reach[:, j] & (scm.treatment != j)
+        if pass_on.any():
+            reach[:, :j] |= adj[:, :j, j] & pass_on[:, None]
+    return reach
+
+
 def monte_carlo_ate(cfg: TaskConfig, draft: Draft, cal: Calibration, workspace: Workspace | None = None):
     """Adaptive Monte-Carlo population ATE of every task in `draft`.
     Every round's noise and node values are consumed within the round, so they
@@ -51,6 +70,11 @@ def monte_carlo_ate(cfg: TaskConfig, draft: Draft, cal: Calibration, workspace: 
     compute = draft.roles.ancestors_of_outcome.copy()
     compute[rows, scm.outcome] = True
     compute[rows, scm.treatment] = False  # set, not drawn
+    # Noise is drawn for every node in `compute` (that fixes each task's
+    # stream), but only the nodes that reach Y other than through T are
+    # simulated: with T set, ancestors of Y only through T (instruments and
+    # the like) cannot change y, and no simulated node reads them.
+    simulated = compute & _reach_outcome_avoiding_treatment(draft)
     mean = np.zeros(n_tasks)
     m2 = np.zeros(n_tasks)  # sum of squared deviations (Chan et al. merge)
     count = np.zeros(n_tasks, dtype=np.int64)
@@ -61,11 +85,12 @@ def monte_carlo_ate(cfg: TaskConfig, draft: Draft, cal: Calibration, workspace: 
         m = int(min(cfg.ate_mc_round_units, cfg.ate_mc_units - count[active[0]]))
         noise = fresh_noise(cfg, sub, compute[active], m, ws)
         sim = simulate(sub.scm, noise.eps, noise.row, np.full(len(active), m), sub_cal,
-                       calibrate=False, compute=compute[active], workspace=ws, key="mc_values")
+                       calibrate=False, compute=simulated[active], workspace=ws, key="mc_values")
         y = sim.values[:, np.arange(len(active)), sub.scm.outcome].astype(np.float64)
         ite = y[1] - y[0]
         r_mean = ite.mean(axis=1)
-        r_m2 = np.square(ite - r_mean[:, None]).sum(axis=1)
+        np.subtract(ite, r_mean[:, None], out=ite)  # in place: the same bits, no temporaries
+        r_m2 = np.square(ite, out=ite).sum(axis=1)
         n_old = count[active].astype(np.float64)
         total = n_old + m
         delta = r_mean - mean[active]

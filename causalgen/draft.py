@@ -340,9 +340,16 @@ def draw_parameters(cfg: TaskConfig, draft: Draft, n_pad: int, workspace: Worksp
         if not stack:
             continue
         idx = np.arange(n_tasks) if name == "common" else np.flatnonzero(used[:, MECHANISMS.index(name)])
-        params = params_from_uniforms(name, uniforms_from_bits(np.stack(stack)), scm.n_slots[idx], size, cfg)
+        # stacked and converted in place in a reused buffer: an RFF block is tens
+        # of MB per batch, and fresh arrays that size cost a page fault per page
+        # (no parameter keeps a view of it)
+        raw = np.stack(stack, out=buffer_or_empty(workspace, "params", (len(stack), len(stack[0])), np.uint32))
+        params = params_from_uniforms(name, uniforms_from_bits(raw, out=raw.view(F32)), scm.n_slots[idx], size, cfg)
         if name == "common":
             scm.hetero_w, scm.mod_w = params["hetero_w"], params["mod_w"]
+            continue
+        if len(idx) == n_tasks:  # every task uses the family: no scatter (or copy) needed
+            scm.params[name] = params
             continue
         full = {}
         for key, arr in params.items():

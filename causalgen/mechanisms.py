@@ -113,17 +113,23 @@ def _split(block: np.ndarray, entries, start: int) -> dict:
 def params_from_uniforms(name: str, block: np.ndarray, n_slots: np.ndarray, n_nodes: int, cfg) -> dict:
     """Parameters of family `name` for a stack of tasks.
 
-    block: (B, nu + nn) float32 uniforms in (0, 1) laid out as `block_size`;
+    block: (B, nu + nn) float32 uniforms in (0, 1) laid out as `block_size`
+        (overwritten: its normal part is transformed in place);
     n_slots: (B,) each task's largest in-degree (sets weight scales).
     Returns name -> (B, J, ...) float32 arrays (int8 for activation codes).
+    RFF's omega keeps only the slots below max(n_slots) (the others are never
+    read); its values, like every other, do not depend on the batch.
     """
     s_cfg = max(n_nodes - 1, 1)
     uni, nor = layout(name, n_nodes, s_cfg, cfg)
     nu, _ = block_size(name, n_nodes, s_cfg, cfg)
     u = _split(block, uni, 0)
-    z = _split(gaussian_from_uniforms(block[:, nu:]), nor, 0) if nor else {}
     per_task = np.maximum(np.asarray(n_slots), 1).astype(np.float64)
     m = cfg.mechanism
+    # in place: the block is the caller's scratch, and a fresh array the size
+    # of an RFF block (tens of MB) would cost a page fault per page
+    normal = block[:, nu:]
+    z = _split(gaussian_from_uniforms(normal, out=normal), nor, 0) if nor else {}
 
     def scale(x, factor):  # per-task factor (B,) broadcast over the trailing axes
         return (x * factor.astype(F32).reshape((-1,) + (1,) * (x.ndim - 1))).astype(F32)
@@ -148,17 +154,20 @@ def params_from_uniforms(name: str, block: np.ndarray, n_slots: np.ndarray, n_no
         k = m.rff_features
         lo, hi = m.rff_lengthscale
         lengthscale = F32(lo) + F32(hi - lo) * u["lengthscale"]
+        # no task of the batch reads omega's slots at or beyond the batch's
+        # largest in-degree: they are left out
+        s_used = int(per_task.max(initial=1))
         return {
-            "omega": z["omega"] / lengthscale[:, :, None, None],
+            "omega": z["omega"][:, :, :s_used] / lengthscale[:, :, None, None],
             "phase": u["phase"] * F32(2.0 * np.pi),
             "amp": z["amp"] * F32(np.sqrt(2.0 / k)),
             "lengthscale": lengthscale,
         }
     if name == "poly":
         quad = np.triu(scale(z["quad"], 1.0 / per_task))  # each product x_s x_r (s <= r) once
-        return {"w": z["w"], "quad": quad}
+        return {"w": z["w"].copy(), "quad": quad}  # copies: z is a view of the caller's block
     if name == "common":
-        return {"hetero_w": scale(z["hetero_w"], 1.0 / np.sqrt(per_task)), "mod_w": z["mod_w"]}
+        return {"hetero_w": scale(z["hetero_w"], 1.0 / np.sqrt(per_task)), "mod_w": z["mod_w"].copy()}
     raise KeyError(name)
 
 
@@ -245,6 +254,23 @@ class Parents:
         out[s] = 1.0
         return out
 
+    def groups_with_ones(self):
+        """The rows grouped by parent count c, most first: yields (rows, x)
+        with rows the group's row ids and x (g, c + 1, N) their parents in slot
+        order, then a row of ones (which folds a bias into a matrix product).
+        One gather per slot and group instead of one per row."""
+        sizes = [len(blk) for blk in self.blocks]  # rows with more than s parents
+        for c in range(len(sizes), -1, -1):
+            lo = sizes[c] if c < len(sizes) else 0
+            hi = sizes[c - 1] if c > 0 else self.n_rows
+            if hi == lo:
+                continue
+            x = np.empty((hi - lo, c + 1, self.n_units), dtype=F32)
+            for i in range(c):
+                x[:, i] = self.blocks[i][lo:hi]
+            x[:, c] = 1.0
+            yield self.order[lo:hi], x
+
     def padded(self) -> np.ndarray:
         """(R, S, N) with zero rows in the unused slots (S = largest count, >= 1)."""
         out = np.zeros((self.n_rows, max(1, len(self.blocks)), self.n_units), dtype=F32)
@@ -293,12 +319,19 @@ def eval_rff(parents: Parents, p):
     # one (K, N) buffer for every row: a fresh ~400 kB array per row is an
     # mmap + page faults each time (same product, same bits)
     z = np.empty((p["amp"].shape[-1], parents.n_units), dtype=F32)
-    for r in range(parents.n_rows):
-        s = int(parents.count[r])
-        omega = np.concatenate([p["omega"][r, :s], p["phase"][r, None]]).T  # (K, s + 1)
-        np.matmul(omega, parents.row_with_ones(r), out=z)  # (K, N)
-        np.cos(z, out=z)
-        out[r] = p["amp"][r] @ z
+    amp = p["amp"]
+    for rows, x in parents.groups_with_ones():
+        c = x.shape[1] - 1
+        # per row, [omega[:c]; phase] as a C-ordered (c + 1, K) block, used
+        # transposed: the same BLAS call (shapes and layout) row by row as
+        # batched, so the same bits
+        w = np.empty((len(rows), c + 1, z.shape[0]), dtype=F32)
+        w[:, :c] = p["omega"][rows, :c]
+        w[:, c] = p["phase"][rows]
+        for k, r in enumerate(rows.tolist()):
+            np.matmul(w[k].T, x[k], out=z)  # (K, N)
+            np.cos(z, out=z)
+            np.matmul(amp[r], z, out=out[r])
     return out
 
 

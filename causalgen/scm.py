@@ -289,6 +289,37 @@ def _signal(scm: BatchSCM, j: int, parents: Parents, rows: _Rows) -> np.ndarray:
     return sig
 
 
+_RFF, _MLP = MECHANISMS.index("rff"), MECHANISMS.index("mlp")
+
+
+def _outcome_signal_once(scm: BatchSCM, j: int, parents: Parents, rows: _Rows) -> np.ndarray:
+    """`_signal` for two-world rows, computing the signal of an outcome whose
+    parents all have one value in both worlds only once: Y's slots leave T
+    out, so without a mediator among them both worlds feed f the same values
+    and get the same bits (world 1 copies world 0). Only for mechanisms
+    evaluated row by row (RFF, hidden-layer MLP), where a row is worth the
+    extra copies; the others are computed in both worlds as before."""
+    tasks = rows.tasks
+    fam = scm.family[tasks, j]
+    costly = fam == _RFF
+    if "w1" in scm.params.get("mlp", {}):
+        costly |= fam == _MLP
+    once = costly & (scm.outcome[tasks] == j)
+    if once.any():
+        # parents of the candidates that differ between worlds (the dummy slot J never does)
+        slots = scm.slots[tasks[once], j]
+        padded = np.concatenate([scm.two_worlds, np.zeros((scm.n_tasks, 1), bool)], axis=1)
+        once[once] = ~padded[tasks[once][:, None], slots].any(axis=1)
+    if not once.any():
+        return _signal(scm, j, parents, rows)
+    dup = np.flatnonzero(once)  # world-0 positions; their world-1 rows are rows.n + dup
+    keep = np.flatnonzero(~np.isin(np.arange(2 * rows.n), rows.n + dup))
+    sig = np.empty((2 * rows.n, parents.n_units), dtype=F32)
+    sig[keep] = _signal(scm, j, parents.take(keep), rows.subset(keep))
+    sig[rows.n + dup] = sig[dup]
+    return sig
+
+
 def _parents(scm: BatchSCM, values: np.ndarray, j: int, rows: _Rows) -> Parents:
     """Parent values of node j for every row (no padding)."""
     return Parents.gather(values, rows.world, rows.task, scm.slots[rows.task, j], scm.n_parents[rows.task, j])
@@ -367,7 +398,7 @@ def _node(scm, j, rows: _Rows, values, eps, noise_row, ctx):
     and the treatment effect for outcomes; writes values (both worlds)."""
     parents = _parents(scm, values, j, rows)
     task = rows.task
-    f = _signal(scm, j, parents, rows)
+    f = _outcome_signal_once(scm, j, parents, rows) if rows.two_worlds else _signal(scm, j, parents, rows)
     noise = eps[noise_row[task, j]]
     het = np.flatnonzero(scm.hetero[task, j])
     if len(het):
