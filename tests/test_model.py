@@ -225,6 +225,27 @@ def test_supervised_loss():
     np.testing.assert_allclose(out["ate_original"].detach().numpy(), out["ate"].detach().numpy() * [2, 3], rtol=1e-6)
 
 
+def test_balance_weight_scales_the_balancing_term():
+    """balance_weight=0 trains on the supervised loss alone (the shipped model's recipe); the
+    balancing objective is still reported, and the weights do not depend on the loss weights."""
+    xs, ts, ys = _datasets([(40, 3), (35, 3)], seed=21)
+    batch = collate_datasets(xs, ts, ys)
+    batch["ate"] = torch.tensor([0.3, -0.2])
+    full = _model(7, supervised_weight=2.0)(batch)
+    half = _model(7, supervised_weight=2.0, balance_weight=0.5)(batch)
+    none = _model(7, supervised_weight=2.0, balance_weight=0.0)(batch)
+    torch.testing.assert_close(none["weights"], full["weights"])
+    assert none["loss_balance"].item() == pytest.approx(full["loss_balance"].item())
+    sup = 2.0 * full["loss_supervised"].item()
+    assert sup > 0
+    assert half["loss"].item() == pytest.approx(0.5 * full["loss_balance"].item() + sup, rel=1e-5)
+    assert none["loss"].item() == pytest.approx(sup, rel=1e-5)
+    with pytest.raises(ValueError, match="balance_weight must be >= 0"):
+        CInAConfig(balance_weight=-1.0)
+    with pytest.raises(ValueError, match="nothing to train"):
+        CInAConfig(balance_weight=0.0)
+
+
 def test_distillation_loss():
     m = _model(12, distill_weight=3.0)
     xs, ts, ys = _datasets([(40, 3), (30, 3)], seed=14)
