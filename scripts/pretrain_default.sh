@@ -6,9 +6,9 @@
 #     supervised ZS-S loss alone, lam 4e-5, 5,000 steps of 16 tasks. About 3 min on an H200
 #     plus 1 min of generation on 16 cores.
 #   otherwise: the CPU recipe. It uses 8,000 tasks (seed 2026) and
-#     scripts/configs/default_model.json: self-supervised, 300 steps, about 70 s on two cores.
-#     It gives the earlier, less accurate default (cina/assets/default_model/TRAINING.md has
-#     both).
+#     scripts/configs/default_model.json: the same loss and lam, 2,000 steps of 16 tasks with
+#     256 units, about 6 min on two cores. It recovers most of the GPU model's gain
+#     (cina/assets/default_model/TRAINING.md has both).
 #   [DEVICE=cuda] [CONFIG=FILE] [TASKS=N] [PY=python] bash scripts/pretrain_default.sh [WORKDIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
