@@ -277,6 +277,27 @@ METRIC_FIELDS = ["step", "epoch", "lr", "loss", "loss_balance", "loss_supervised
                  "step_ms", "gpu_mem_gb", "val_loss", "val_ate_mae_std", "val_ate_mae", "val_tasks"]
 
 
+def _prepare_metrics_file(path: Path) -> None:
+    """Write the header of a new metrics.csv; a resumed run whose file has other columns (an older
+    version's) gets its rows rewritten under the current header, matched by name, so appended rows
+    never land under the wrong column."""
+    if not path.exists():
+        with path.open("w", newline="") as f:
+            csv.writer(f).writerow(METRIC_FIELDS)
+        return
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+        header = rows[0].keys() if rows else None
+    if header is not None and list(header) == METRIC_FIELDS:
+        return
+    tmp = path.with_suffix(".csv.partial")
+    with tmp.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(METRIC_FIELDS)
+        writer.writerows([[r.get(k) or "" for k in METRIC_FIELDS] for r in rows])
+    os.replace(tmp, path)
+
+
 def train(corpus, out_dir: str | os.PathLike, cfg: TrainConfig | None = None, *, progress: bool = True) -> Path:
     """Pretrain CInA on the train split of `corpus` (path, URL or Corpus); return the final
     model directory. Resumes from `out_dir`'s latest checkpoint when there is one."""
@@ -364,9 +385,8 @@ def train(corpus, out_dir: str | os.PathLike, cfg: TrainConfig | None = None, *,
         except ImportError:  # tensorboard is optional
             writer = None
     metrics_file = run / "metrics.csv"
-    if dist_info.is_main and not metrics_file.exists():
-        with metrics_file.open("w", newline="") as f:
-            csv.writer(f).writerow(METRIC_FIELDS)
+    if dist_info.is_main:
+        _prepare_metrics_file(metrics_file)
 
     bar = None
     if progress and dist_info.is_main:

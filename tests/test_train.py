@@ -84,6 +84,37 @@ def test_short_run_lowers_validation_loss_and_writes_a_loadable_model(corpus, tm
         train(corpus, run, tiny_config(max_steps=41), progress=False)
 
 
+def test_cli_bf16_flag_trains_under_autocast_and_logs_step_time(corpus, tmp_path):
+    """`--bf16 on` reaches the config and the loop (bf16 autocast also runs on CPU); the metrics
+    log a positive step time and leave the GPU-memory column empty without a GPU."""
+    run = tmp_path / "run"
+    cfg_file = tmp_path / "cfg.json"
+    cfg_file.write_text(json.dumps(tiny_config(max_steps=4, eval_every=2).to_dict()))
+    assert cina_main(["train", "--corpus", str(corpus), "--out", str(run), "--config", str(cfg_file),
+                      "--bf16", "on", "--compile", "off", "--quiet"]) == 0
+    saved = json.loads((run / "train_config.json").read_text())
+    assert saved["bf16"] == "on" and saved["compile"] == "off"
+    rows = read_metrics(run)
+    assert [int(r["step"]) for r in rows] == [1, 2, 4]
+    assert all(float(r["step_ms"]) > 0 and r["gpu_mem_gb"] == "" for r in rows)
+    assert all(np.isfinite(float(r["loss"])) and np.isfinite(float(r["val_ate_mae"])) for r in rows)
+
+
+def test_metrics_of_an_older_run_are_rewritten_under_the_current_header(tmp_path):
+    from cina.train import METRIC_FIELDS, _prepare_metrics_file
+
+    path = tmp_path / "metrics.csv"
+    path.write_text("step,loss,tasks_per_s,val_ate_mae\n1,0.5,10.0,0.2\n100,0.4,12.0,0.1\n")
+    _prepare_metrics_file(path)
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0].keys()) == METRIC_FIELDS
+    assert [(r["step"], r["loss"], r["val_ate_mae"], r["step_ms"]) for r in rows] == [("1", "0.5", "0.2", ""), ("100", "0.4", "0.1", "")]
+    before = path.read_text()
+    _prepare_metrics_file(path)  # current header: left alone
+    assert path.read_text() == before
+
+
 def _train_cmd(corpus, run, max_steps, extra=()):
     cfg = tiny_config(max_steps=max_steps).to_dict()
     cfg_file = Path(run).parent / f"{Path(run).name}.json"
