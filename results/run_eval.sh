@@ -29,6 +29,11 @@ ev --suite synthetic --corpus "$ER_CORPUS" --synthetic-config er5000-nonlinear -
 # a tighter check of the default-preset comparison: 100 test-split tasks, the key estimators
 $PY -m cina.cli evaluate --model "$MODEL" --quiet --suite synthetic --corpus "$CORPUS" --n-synthetic 100 --no-ood \
    --out "$OUT/synthetic-100" --estimators dim aipw svm cina-single cina-zs
+# the tightest check of the 0.8x-DML bars: 300 default-preset and 100 er5000 test-split tasks
+$PY -m cina.cli evaluate --model "$MODEL" --quiet --suite synthetic --corpus "$CORPUS" --n-synthetic 300 --no-ood \
+   --out "$OUT/synthetic-300" --estimators dim aipw cina-single cina-zs
+$PY -m cina.cli evaluate --model "$MODEL" --quiet --suite synthetic --corpus "$ER_CORPUS" --synthetic-config er5000-nonlinear \
+   --n-synthetic 100 --no-ood --out "$OUT/er5000-100" --estimators dim aipw cina-single cina-zs
 # IHDP: every estimator on replications 1-100 (ihdp/); the zero-shot model (and the difference in
 # means) on all 1000 (ihdp-1000/)
 ev --suite ihdp --limit 100 --data-dir "$DATA" --out "$OUT/ihdp" --estimators $ALL
