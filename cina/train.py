@@ -286,10 +286,10 @@ def _prepare_metrics_file(path: Path) -> None:
             csv.writer(f).writerow(METRIC_FIELDS)
         return
     with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-        header = rows[0].keys() if rows else None
-    if header is not None and list(header) == METRIC_FIELDS:
-        return
+        reader = csv.DictReader(f)
+        if reader.fieldnames == METRIC_FIELDS:
+            return
+        rows = list(reader)
     tmp = path.with_suffix(".csv.partial")
     with tmp.open("w", newline="") as f:
         writer = csv.writer(f)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import time
@@ -78,7 +79,7 @@ def time_steps(model_cfg: dict, batches, device, mode: str, warmup: int) -> dict
     ms = 1000 * statistics.median(times)
     tasks = batches[0]["x"].shape[0]
     row = {"mode": mode, "ms_per_step": ms, "tasks_per_s": tasks / ms * 1000, "warmup_s": warm_s,
-           "finite_loss": all(map(lambda v: v == v, losses))}
+           "finite_loss": all(map(math.isfinite, losses))}
     if device.type == "cuda":
         row["peak_gpu_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
     return row

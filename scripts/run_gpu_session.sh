@@ -29,9 +29,9 @@ nproc
 stage "corpora"
 timeout 120 $PY -m causalgen.cli generate --preset default --num-tasks 8000 --shard-size 500 --seed 2026 \
     --workers 16 --out "$W/corpus" --quiet && echo "default corpus ok"
+if [ "$WHAT" != bench ]; then  # the supervised runs' corpora
 timeout 180 $PY -m causalgen.cli generate --preset default --num-tasks 64000 --shard-size 1000 --seed 4242 \
     --workers 16 --out "$W/big64" --quiet && echo "64k corpus ok"
-if [ "$WHAT" != bench ]; then
 timeout 240 $PY -m causalgen.cli generate --preset default --num-tasks 100000 --shard-size 1000 --seed 4343 \
     --workers 16 --out "$W/big100" --quiet && echo "100k corpus ok"
 fi
