@@ -3,7 +3,7 @@
     cina train --corpus PATH_OR_URL --out RUN_DIR [--config FILE] [--max-steps N] ...
     torchrun --nproc_per_node=N -m cina.cli train ...      (DDP; gloo on CPU, nccl on GPU)
     cina estimate DATA.csv --treatment COL --outcome COL [--covariates COL ...]
-                  [--model RUN_DIR_OR_CKPT] [--estimand ate|att] [--json]
+                  [--model default|fast|RUN_DIR_OR_CKPT] [--estimand ate|att] [--json]
     cina evaluate --model M --suite {synthetic,ihdp,lalonde,realcause,twins,all} --out DIR
 
 Exit codes: 0 success, 2 bad input (one line on stderr naming the problem), 1 other failures.
@@ -111,16 +111,24 @@ def read_csv_columns(path: str, treatment: str, outcome: str, covariates: list[s
     return x.astype(np.float32), t.astype(np.float32), y.astype(np.float32), covariates
 
 
-def default_model_path() -> Path:
-    return Path(__file__).resolve().parent / "assets" / "default_model"
+#: models shipped inside the package, by the name ``--model`` accepts: "default" (the most
+#: accurate) and "fast" (a smaller network, 10 balancing layers on a 64-landmark kernel: about
+#: 5x less CPU time per dataset for a slightly larger error; see its TRAINING.md)
+SHIPPED_MODELS = {"default": "default_model", "fast": "fast_model"}
+
+
+def default_model_path(name: str = "default") -> Path:
+    return Path(__file__).resolve().parent / "assets" / SHIPPED_MODELS[name]
 
 
 def resolve_model(path: str | None) -> Path:
-    """A run directory (-> RUN/model), a checkpoint or model directory, or a .safetensors file."""
-    if path is None:
-        p = default_model_path()
+    """A shipped model's name (None = "default"), a run directory (-> RUN/model), a checkpoint
+    or model directory, or a .safetensors file. A path that exists wins over a shipped name."""
+    if path is None or (path in SHIPPED_MODELS and not Path(path).exists()):
+        name = path or "default"
+        p = default_model_path(name)
         if not (p / "model.safetensors").is_file():
-            raise InputError(f"the default model is missing from the installation ({p}); pass --model")
+            raise InputError(f"the shipped {name!r} model is missing from the installation ({p}); pass --model")
         return p
     p = Path(path)
     if p.is_dir() and (p / "model" / "model.safetensors").is_file():
@@ -231,7 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     es.add_argument("--treatment", required=True, help="binary 0/1 treatment column")
     es.add_argument("--outcome", required=True, help="outcome column")
     es.add_argument("--covariates", nargs="+", help="covariate columns (default: all other columns)")
-    es.add_argument("--model", help="run directory, model directory or .safetensors (default: the shipped model)")
+    es.add_argument("--model", help="'default' or 'fast' (shipped models), a run directory, model directory or "
+                    ".safetensors (default: the shipped default model)")
     es.add_argument("--estimand", choices=["ate", "att"], default="ate")
     es.add_argument("--json", action="store_true", help="print the result as JSON")
     es.set_defaults(func=_estimate)
@@ -241,7 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="every estimator on every dataset of a suite -> results.csv, summary.md, plots",
                         description="Runs the baselines, per-dataset CInA and the zero-shot model(s) on a benchmark "
                         "suite. Resumable: finished rows of OUT/results.csv are skipped.")
-    ev.add_argument("--model", help="zero-shot model (run dir, model dir or .safetensors; default: the shipped model; 'none' to skip)")
+    ev.add_argument("--model", help="zero-shot model ('default', 'fast', run dir, model dir or .safetensors; "
+                    "default: the shipped default model; 'none' to skip)")
     ev.add_argument("--model-supervised", help="a ZS-S model, evaluated as cina-zs-s")
     ev.add_argument("--suite", choices=SUITE_CHOICES, default="synthetic")
     ev.add_argument("--out", required=True, help="output folder (results.csv, summary.md, mae.png, speed.png)")

@@ -472,10 +472,18 @@ class CInA(nn.Module):
                 raise ValueError("batch['y'] has NaN/inf on real units")
 
     def _prepare_x(self, x: torch.Tensor, unit_mask: torch.Tensor, feature_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, N, d) raw covariates -> (B, N, max_features) standardised, valid columns first,
-        and the matching (B, max_features) feature mask."""
+        """(B, N, d) raw covariates -> (B, N, w) standardised, valid columns first, and the
+        matching (B, w) feature mask.
+
+        w is max_features under torch.compile (static shapes); in eager mode it is the widest
+        dataset's number of valid columns: the columns beyond it would be zero everywhere, and
+        neither the network (`_project_input`) nor the covariate kernel depends on them, so
+        dropping them only saves time (a 5-covariate dataset no longer pays for 128 columns).
+        """
         B, N, d = x.shape
         F_max = self.config.max_features
+        if not torch.compiler.is_compiling():
+            F_max = max(1, min(F_max, int(feature_mask.sum(-1).max())))
         if self.training and self.config.shuffle_features:
             sort_key = torch.where(feature_mask, torch.rand(B, d, device=x.device), torch.full((B, d), 2.0, device=x.device))
         else:
@@ -489,6 +497,12 @@ class CInA(nn.Module):
             x = F.pad(x, (0, F_max - d))
             fmask = F.pad(fmask, (0, F_max - d), value=False)
         return standardize_covariates(x, unit_mask, fmask), fmask
+
+    def _project_input(self, xs: torch.Tensor) -> torch.Tensor:
+        """(B, N, w) -> (B, N, d_model): the input projection on the first w <= max_features
+        columns (the rest of its weight would multiply zeros)."""
+        w = self.input_proj.weight
+        return F.linear(xs, w[:, : xs.shape[-1]], self.input_proj.bias)
 
     def _estimand_flags(self, estimand, B: int, device) -> torch.Tensor:
         if estimand is None:
@@ -557,7 +571,7 @@ class CInA(nn.Module):
 
         attn_mask = unit_mask[:, None, None, :]
         xs, fmask = self._prepare_x(x, unit_mask, feature_mask)
-        z = self.input_proj(xs)
+        z = self._project_input(xs)
         for block in self.x_blocks:
             z = block(z, attn_mask)
         if c.kernel == "learned":

@@ -176,7 +176,8 @@ class KernelOperator:
         rank = int(keep.sum(-1).max())
         evals, evecs, keep = evals[..., -rank:], evecs[..., -rank:], keep[..., -rank:]
         inv_sqrt = torch.where(keep, evals.clamp_min(1e-300).rsqrt(), torch.zeros_like(evals))
-        g_nl = gauss(k, sq, kl, sql)  # (B, N, r) exact kernel columns of the landmarks
+        cross = k @ kl.transpose(-1, -2)  # (B, N, r) k_i . k_l, shared by G_NL and the normaliser
+        g_nl = torch.exp(-(sq.unsqueeze(-1) + sql.unsqueeze(-2) - 2.0 * cross).clamp_min(0.0) / 2.0)  # landmark columns
         f = g_nl @ (evecs * inv_sqrt.unsqueeze(-2))  # (B, N, rank)
         f = f.masked_fill(~mask.unsqueeze(-1), 0.0)
         self.rank = rank
@@ -193,7 +194,7 @@ class KernelOperator:
         #   the approximation may not go below (a value <= 0 would give inf / NaN).
         half = sq / 2.0
         is_landmark = torch.zeros_like(mask).scatter(1, order, True)
-        log_exact = torch.logsumexp(k @ kl.transpose(-1, -2) - half.unsqueeze(-1), dim=-1)
+        log_exact = torch.logsumexp(cross - half.unsqueeze(-1), dim=-1)
         rest = mask & ~is_landmark
         top_rest = half.masked_fill(~rest, float("-inf")).amax(-1, keepdim=True)  # n > 2r: finite
         g_rest = torch.where(rest, torch.exp(half - top_rest), torch.zeros_like(half))  # <= 1
@@ -253,6 +254,7 @@ class _Problem:
         g = target.to(dt)
         n_g = g.sum(-1, keepdim=True).clamp_min(1.0)
         self.m = op(g) / n_g  # m_j = <phi_j, mu_G>
+        self.target = g
         self.M = (self.m * g).sum(-1, keepdim=True) / n_g  # <mu_G, mu_G>
         self.lam = torch.as_tensor(lam, dtype=dt, device=t.device).reshape(-1, 1)
         self.a1 = self.f1.to(dt)
@@ -288,17 +290,43 @@ class _Problem:
         return -2.0 * (s1 + s0).squeeze(-1) + quad / (2.0 * self.lam.squeeze(-1))
 
     @torch.no_grad()
+    def factor_lipschitz(self) -> torch.Tensor:
+        """(B, 1) the exact largest curvature of f over both arms, for a factorised kernel.
+
+        With ``K = F F^T`` the features are the rows of F (N x r), and arm A's Hessian is
+        ``Psi_A Psi_A^T / lam`` with the rows ``F_k - mu_G`` (k in A) as Psi_A: its top
+        eigenvalue is that of the r x r matrix ``Psi_A^T Psi_A``. One pass over F (N r^2 time)
+        replaces the power iteration's kernel products.
+        """
+        F = self.op.factor.to(self.m.dtype)  # (B, N, r)
+        n_g = self.target.sum(-1, keepdim=True).clamp_min(1.0)
+        mu = (self.target.unsqueeze(1) @ F) / n_g.unsqueeze(-1)  # (B, 1, r)
+        grams = []
+        for arm in (self.a1, self.a0):
+            psi = (F - mu) * arm.unsqueeze(-1)  # rows of the arm's free units
+            grams.append(psi.transpose(-1, -2) @ psi)
+        top = torch.linalg.eigvalsh(torch.stack(grams, 1).double())[..., -1].amax(-1).to(self.m.dtype)
+        return top.clamp_min(1e-12 * self.lam.squeeze(-1)).unsqueeze(-1) / self.lam
+
+    @torch.no_grad()
     def lipschitz(self, iters: int | None = None) -> torch.Tensor:
         """(B, 1) upper estimate of the largest curvature of f over both arms (power iteration)."""
         iters = _POWER_ITERS if iters is None else iters
         # Start away from the uniform vector, on which the iteration can stall for arms that
         # already resemble their target (H 1 is then small): each unit's entry is a function of
         # its own key along a fixed random direction, so the start (and the step size) is
-        # permutation-equivariant
+        # permutation-equivariant. The direction's first entries and the projection's scale
+        # (its root mean square over the dataset) do not depend on how many all-zero padding
+        # columns the keys carry, so neither does the step size.
         keys = self.op.keys
+        D = keys.shape[-1]
         gen = torch.Generator().manual_seed(0)
-        direction = torch.randn(keys.shape[-1], generator=gen, dtype=torch.float64).to(keys.device, keys.dtype)
-        wiggle = torch.tanh(keys @ direction / keys.shape[-1] ** 0.5).to(self.m.dtype)
+        direction = torch.randn(max(D, _DIRECTION_LEN), generator=gen, dtype=torch.float64)[:D]
+        proj = keys @ direction.to(keys.device, keys.dtype)
+        mask = self.op.mask
+        n = mask.sum(-1, keepdim=True).clamp_min(1).to(proj.dtype)
+        rms = (torch.where(mask, proj, torch.zeros_like(proj)).square().sum(-1, keepdim=True) / n).sqrt()
+        wiggle = torch.tanh(proj / rms.clamp_min(1e-12)).to(self.m.dtype)
         v = self.free.to(self.m.dtype) * (1.0 + 0.5 * wiggle)
         v = v / v.norm(dim=-1, keepdim=True).clamp_min(1e-30)
         top = torch.zeros_like(self.lam)
@@ -312,6 +340,8 @@ class _Problem:
 
 #: power iterations for the step size (each one kernel product)
 _POWER_ITERS = 10
+#: length of the fixed random draw whose first D entries direct the power iteration's start
+_DIRECTION_LEN = 128
 #: above this many units (and without a dense kernel) the step size comes from a subsample
 LIPSCHITZ_SUBSAMPLE = 2048
 
@@ -319,8 +349,9 @@ LIPSCHITZ_SUBSAMPLE = 2048
 def _lipschitz(prob: _Problem, keys, t, mask, att, lam, max_elements) -> torch.Tensor:
     """(B, 1) curvature bound for the step size 1 / L.
 
-    Power iteration costs _POWER_ITERS kernel products; on large block-wise datasets it runs on a
-    fixed random subsample of LIPSCHITZ_SUBSAMPLE units instead. The kernel's entries scale like
+    With a Nystrom factor the top curvature is exact and cheap (`_Problem.factor_lipschitz`).
+    Otherwise power iteration costs _POWER_ITERS kernel products; on large block-wise datasets
+    it runs on a fixed random subsample of LIPSCHITZ_SUBSAMPLE units instead. The kernel's entries scale like
     1/N^2 (h ~ N) and f sums over N units, so lambda_max / lam scales like 1/N at a fixed lam;
     the subsample's estimate is rescaled by n_sub / N (times 1.2 for the sampling error). Only
     the step size depends on it, never the problem being solved; but a fixed number of steps
@@ -329,7 +360,11 @@ def _lipschitz(prob: _Problem, keys, t, mask, att, lam, max_elements) -> torch.T
     in its weights.
     """
     N = keys.shape[1]
-    if prob.op.dense is not None or prob.op.factor is not None or N <= LIPSCHITZ_SUBSAMPLE:
+    if prob.op.factor is not None:
+        # the same 1.25 margin as the power iteration's, so the step size is about the same
+        # whichever regime the kernel is in (the model is trained mostly on dense kernels)
+        return 1.25 * prob.factor_lipschitz()
+    if prob.op.dense is not None or N <= LIPSCHITZ_SUBSAMPLE:
         return prob.lipschitz()
     gen = torch.Generator().manual_seed(0)
     idx = torch.randperm(N, generator=gen)[:LIPSCHITZ_SUBSAMPLE].sort().values.to(keys.device)

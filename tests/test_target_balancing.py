@@ -364,3 +364,60 @@ def test_single_dataset_cina_takes_the_kernel_form():
         SingleDatasetCInA(kernel_form="rbf").fit(x[0], t[0].numpy())
     with pytest.raises(ValueError, match="kernel form"):
         KernelOperator(torch.zeros(1, 5, 2), torch.ones(1, 5, dtype=torch.bool), form="laplace")
+
+
+@pytest.mark.parametrize("landmarks", [None, 20])
+def test_zero_feature_columns_change_neither_step_size_nor_weights(landmarks):
+    # The model drops all-zero padding columns (a batch is as wide as its widest dataset), so a
+    # dataset's solve must not depend on how many it carries: not the kernel (covariate_keys keeps
+    # the scores), and not the power iteration's start either.
+    from cina.target_balancing import _lipschitz, _Problem
+
+    x, t, m, _ = _problem(n=200, d=3, seed=7)
+    X = torch.as_tensor(x)[None]
+    results = []
+    for width in (3, 11):
+        Xw = torch.nn.functional.pad(X, (0, width - 3))
+        fm = torch.arange(width)[None] < 3
+        keys = covariate_keys(standardize_covariates(Xw, m, fm), m, fm).double() * 0.6
+        lam = torch.full((1,), 1e-3 / 200, dtype=torch.float64)
+        op = KernelOperator(keys, m, landmarks=landmarks)
+        step = _lipschitz(_Problem(op, t, m, ATE, lam), keys, t, m, ATE, lam, 10**8)
+        sol = solve_target_balance(keys, t, m, lam, ATE, None, 10, landmarks=landmarks)
+        results.append((step, sol["alpha"]))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-5, atol=0)  # keys are float32
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-5, atol=1e-5)
+
+
+def test_model_batch_is_as_wide_as_its_widest_dataset():
+    m = _model()
+    xs, ts, ys = _datasets([(40, 3), (60, 5)])
+    batch = collate_datasets(xs, ts, ys)
+    wide = {k: v for k, v in batch.items()}
+    wide["x"] = torch.nn.functional.pad(batch["x"], (0, 3), value=7.0)  # junk in masked columns
+    wide["feature_mask"] = torch.nn.functional.pad(batch["feature_mask"], (0, 3), value=False)
+    xs_, fmask = m._prepare_x(wide["x"], wide["unit_mask"], wide["feature_mask"])
+    assert xs_.shape[-1] == 5 and fmask.shape == (2, 5)
+    torch.testing.assert_close(m(wide)["ate"], m(batch)["ate"], rtol=1e-5, atol=1e-6)
+
+
+def test_factor_step_size_is_the_exact_top_curvature():
+    # With a Nystrom factor the step size comes from the r x r Gram matrices of each arm's
+    # centred features: it must equal the top eigenvalue that a long power iteration reaches
+    # (from below), for ATE and ATT datasets alike.
+    from cina.target_balancing import _Problem
+
+    torch.manual_seed(0)
+    B, N, D = 3, 600, 5
+    x = torch.randn(B, N, D, dtype=torch.float64)
+    m = torch.ones(B, N, dtype=torch.bool)
+    fm = torch.ones(B, D, dtype=torch.bool)
+    keys = covariate_keys(standardize_covariates(x, m, fm), m, fm).double() * 0.6
+    t = (torch.rand(B, N) < 0.3).double()
+    att = torch.tensor([False, True, False])
+    lam = torch.full((B,), 1e-3 / N, dtype=torch.float64)
+    prob = _Problem(KernelOperator(keys, m, landmarks=40), t, m, att, lam)
+    exact = prob.factor_lipschitz()
+    power = prob.lipschitz(iters=400) / 1.25  # lipschitz() adds a 1.25 margin
+    torch.testing.assert_close(exact, power, rtol=1e-4, atol=0)
+    assert torch.all(prob.lipschitz(iters=3) / 1.25 <= exact * (1 + 1e-9))  # power iteration: from below

@@ -252,6 +252,24 @@ def test_estimate_with_the_shipped_default_model(tmp_path, capsys):
     assert out["model"].endswith("default_model") and np.isfinite(out["estimate"])
 
 
+@pytest.mark.parametrize("name", ["default", "fast"])
+def test_shipped_models_load_by_name_and_stay_small(tmp_path, capsys, monkeypatch, name):
+    from cina.cli import SHIPPED_MODELS, resolve_model
+
+    path = resolve_model(name)
+    assert path.name == SHIPPED_MODELS[name] and (path / "TRAINING.md").is_file()
+    assert sum(f.stat().st_size for f in path.iterdir()) < 10 * 2**20  # the size limit
+    f = write_csv(tmp_path / "d.csv", ["age", "dose", "treated", "outcome"], good_rows(300, seed=5))
+    monkeypatch.chdir(tmp_path)  # no local folder named like the model
+    assert cina_main(["estimate", str(f), "--treatment", "treated", "--outcome", "outcome", "--model", name, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["model"].endswith(SHIPPED_MODELS[name]) and np.isfinite(out["estimate"])
+    # a folder that exists wins over a shipped name
+    (tmp_path / name).mkdir()
+    assert cina_main(["estimate", str(f), "--treatment", "treated", "--outcome", "outcome", "--model", name]) == 2
+    assert "not a run directory" in capsys.readouterr().err
+
+
 def test_estimate_prints_readable_diagnostics(tmp_path, capsys):
     f = write_csv(tmp_path / "d.csv", ["age", "dose", "treated", "outcome"], good_rows(80, seed=4))
     assert cina_main(["estimate", str(f), "--treatment", "treated", "--outcome", "outcome"]) == 0
