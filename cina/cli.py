@@ -113,7 +113,7 @@ def read_csv_columns(path: str, treatment: str, outcome: str, covariates: list[s
 
 #: models shipped inside the package, by the name ``--model`` accepts: "default" (the most
 #: accurate) and "fast" (a smaller network, 10 balancing layers on a 64-landmark kernel: about
-#: 8x less CPU time per 1,000-unit dataset for a slightly larger error; see its TRAINING.md)
+#: 10x less CPU time per 1,000-unit dataset for a slightly larger error; see its TRAINING.md)
 SHIPPED_MODELS = {"default": "default_model", "fast": "fast_model"}
 
 

@@ -45,9 +45,9 @@ Why target balancing is the default (measured; MAE of the ATE over sd(y), lam pe
   ones. That is the shipped model (`cina/assets/default_model/TRAINING.md`). The smaller lam
   alone, without the trained start, is worse (0.082-0.085 vs 0.078 on 60 tasks).
 * **Speed.** The default model spends most of a 1,000-unit forward pass in its 30 dense-kernel
-  layers (5x faster than cross-fitted DML on one CPU thread). The shipped fast model
+  layers (4-5x faster than cross-fitted DML on one CPU thread). The shipped fast model
   (`cina/assets/fast_model/TRAINING.md`) is the same recipe with d_model 32, one trunk and one
-  value block, 16 inducing points, 10 layers and a 64-landmark Nystrom kernel: 36-43x DML, for
+  value block, 16 inducing points, 10 layers and a 64-landmark Nystrom kernel: 39-51x DML, for
   0.0744 against 0.0726 on the 400 validation tasks.
 * **Kernel scale and lam.** score_scale 0.36 (keys times 0.6) and lam 3e-4 minimise the
   validation error of converged target balancing on a default-preset and an er5000-nonlinear
