@@ -111,22 +111,14 @@ def read_csv_columns(path: str, treatment: str, outcome: str, covariates: list[s
     return x.astype(np.float32), t.astype(np.float32), y.astype(np.float32), covariates
 
 
-#: models shipped inside the package, by the name ``--model`` accepts: "default" (the most
-#: accurate) and "fast" (a smaller network, 10 balancing layers on a 64-landmark kernel: about
-#: 10x less CPU time per 1,000-unit dataset for a slightly larger error; see its TRAINING.md)
-SHIPPED_MODELS = {"default": "default_model", "fast": "fast_model"}
-
-
-def default_model_path(name: str = "default") -> Path:
-    return Path(__file__).resolve().parent / "assets" / SHIPPED_MODELS[name]
-
-
 def resolve_model(path: str | None) -> Path:
     """A shipped model's name (None = "default"), a run directory (-> RUN/model), a checkpoint
     or model directory, or a .safetensors file. A path that exists wins over a shipped name."""
+    from .model import SHIPPED_MODELS, shipped_model_path
+
     if path is None or (path in SHIPPED_MODELS and not Path(path).exists()):
         name = path or "default"
-        p = default_model_path(name)
+        p = shipped_model_path(name)
         if not (p / "model.safetensors").is_file():
             raise InputError(f"the shipped {name!r} model is missing from the installation ({p}); pass --model")
         return p

@@ -254,10 +254,12 @@ def test_estimate_with_the_shipped_default_model(tmp_path, capsys):
 
 @pytest.mark.parametrize("name", ["default", "fast"])
 def test_shipped_models_load_by_name_and_stay_small(tmp_path, capsys, monkeypatch, name):
-    from cina.cli import SHIPPED_MODELS, resolve_model
+    from cina.cli import resolve_model
+    from cina.model import SHIPPED_MODELS
 
     path = resolve_model(name)
     assert path.name == SHIPPED_MODELS[name] and (path / "TRAINING.md").is_file()
+    assert CInA.load(name).config.d_model == {"default": 64, "fast": 32}[name]
     assert sum(f.stat().st_size for f in path.iterdir()) < 10 * 2**20  # the size limit
     f = write_csv(tmp_path / "d.csv", ["age", "dose", "treated", "outcome"], good_rows(300, seed=5))
     monkeypatch.chdir(tmp_path)  # no local folder named like the model
