@@ -114,14 +114,14 @@ def read_csv_columns(path: str, treatment: str, outcome: str, covariates: list[s
 def resolve_model(path: str | None) -> Path:
     """A shipped model's name (None = "default"), a run directory (-> RUN/model), a checkpoint
     or model directory, or a .safetensors file. A path that exists wins over a shipped name."""
-    from .model import SHIPPED_MODELS, shipped_model_path
+    from .model import named_shipped_model, shipped_model_path
 
-    if path is None or (path in SHIPPED_MODELS and not Path(path).exists()):
-        name = path or "default"
-        p = shipped_model_path(name)
-        if not (p / "model.safetensors").is_file():
-            raise InputError(f"the shipped {name!r} model is missing from the installation ({p}); pass --model")
-        return p
+    shipped = shipped_model_path() if path is None else named_shipped_model(path)
+    if shipped is not None:
+        if not (shipped / "model.safetensors").is_file():
+            raise InputError(f"the shipped {path or 'default'!r} model is missing from the installation ({shipped}); "
+                             "pass --model")
+        return shipped
     p = Path(path)
     if p.is_dir() and (p / "model" / "model.safetensors").is_file():
         return p / "model"

@@ -407,6 +407,14 @@ def shipped_model_path(name: str = "default") -> Path:
     return Path(__file__).resolve().parent / "assets" / SHIPPED_MODELS[name]
 
 
+def named_shipped_model(path: str | Path) -> Path | None:
+    """The shipped model's folder when ``path`` is one of `SHIPPED_MODELS`' names and no file or
+    folder of that name exists (a real path always wins); else None."""
+    if str(path) in SHIPPED_MODELS and not Path(path).exists():
+        return shipped_model_path(str(path))
+    return None
+
+
 class CInA(nn.Module):
     """Causal Inference with Attention: zero-shot balancing weights for a batch of datasets.
 
@@ -809,9 +817,7 @@ class CInA(nn.Module):
         from safetensors import safe_open
         from safetensors.torch import load_file
 
-        if str(path) in SHIPPED_MODELS and not Path(path).exists():
-            path = shipped_model_path(str(path))
-        path = Path(path)
+        path = named_shipped_model(path) or Path(path)
         if path.is_dir():
             weights_file, config_file = path / "model.safetensors", path / "config.json"
         else:

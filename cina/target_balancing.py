@@ -145,7 +145,7 @@ class KernelOperator:
     @staticmethod
     def _gauss(a, sa, b, sb):
         """exp(-|a_i - b_j|^2 / 2) from the points and their squared norms: (B, n_a, n_b)."""
-        return torch.exp(-(sa.unsqueeze(-1) + sb.unsqueeze(-2) - 2.0 * a @ b.transpose(-1, -2)).clamp_min(0.0) / 2.0)
+        return _gauss_from_cross(a @ b.transpose(-1, -2), sa, sb)
 
     def _gaussian_blocks(self, u: torch.Tensor) -> torch.Tensor:
         """Exact Gaussian-form product in row blocks (O(N) memory): u (B, N, C)."""
@@ -272,7 +272,7 @@ class _Problem:
         g = target.to(dt)
         n_g = g.sum(-1, keepdim=True).clamp_min(1.0)
         self.m = op(g) / n_g  # m_j = <phi_j, mu_G>
-        self.target = g
+        self.target, self.n_target = g, n_g
         self.M = (self.m * g).sum(-1, keepdim=True) / n_g  # <mu_G, mu_G>
         self.lam = torch.as_tensor(lam, dtype=dt, device=t.device).reshape(-1, 1)
         self.a1 = self.f1.to(dt)
@@ -317,8 +317,7 @@ class _Problem:
         replaces the power iteration's kernel products.
         """
         F = self.op.factor.to(self.m.dtype)  # (B, N, r)
-        n_g = self.target.sum(-1, keepdim=True).clamp_min(1.0)
-        mu = (self.target.unsqueeze(1) @ F) / n_g.unsqueeze(-1)  # (B, 1, r)
+        mu = (self.target.unsqueeze(1) @ F) / self.n_target.unsqueeze(-1)  # (B, 1, r)
         grams = []
         for arm in (self.a1, self.a0):
             psi = (F - mu) * arm.unsqueeze(-1)  # rows of the arm's free units
