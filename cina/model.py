@@ -162,6 +162,9 @@ __all__ = ["CInA", "CInAConfig", "collate_datasets"]
 KERNELS = ("covariates", "learned")
 TRUNK_ATTENTIONS = ("full", "induced")
 BALANCINGS = ("target", "svm")
+#: the blocks' MLP activation: GELU (the default) or SiLU, which is about 4x cheaper on a CPU
+#: (exact GELU evaluates erf; its tanh form costs nearly as much)
+ACTIVATIONS = {"gelu": nn.GELU, "silu": nn.SiLU}
 #: defaults per balancing mode (chosen on the validation splits of a default-preset and an
 #: er5000-nonlinear corpus, see the module docstring): (lam, score_scale)
 MODE_DEFAULTS = {"target": (3e-4, 0.36), "svm": (DEFAULT_LAM, 1.0)}
@@ -184,6 +187,7 @@ class CInAConfig:
     score_scale: multiplies the kernel's scores s_ij (a temperature; smaller = smoother kernel).
         Default 0.36 for "target" and 1.0 for "svm".
     d_model, n_heads, mlp_ratio, dropout: transformer width, heads, MLP expansion, dropout.
+    activation: the MLP activation of every block, "gelu" (default) or "silu" (cheaper on a CPU).
     trunk_attention: attention of the transformer blocks across units: "full" (default; N^2 time,
         O(N) memory with the fused kernels) or "induced" (Set Transformer ISAB, Lee et al. 2019:
         ``n_inducing`` learned points attend to the units, then the units attend to those
@@ -223,6 +227,7 @@ class CInAConfig:
     n_layers: int = 4
     n_value_layers: int = 2
     mlp_ratio: int = 4
+    activation: str = "gelu"
     kernel: str = "covariates"
     key_dim: int = 16
     dropout: float = 0.0
@@ -264,6 +269,8 @@ class CInAConfig:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
         if not isinstance(self.n_value_layers, int) or self.n_value_layers < 0:
             raise ValueError(f"n_value_layers must be a non-negative integer, got {self.n_value_layers!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {tuple(ACTIVATIONS)}, got {self.activation!r}")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
         if not (0.0 <= self.dropout < 1.0):
@@ -327,7 +334,7 @@ class _UnitBlock(nn.Module):
         self.ln2 = nn.LayerNorm(c.d_model)
         self.mlp = nn.Sequential(
             nn.Linear(c.d_model, c.mlp_ratio * c.d_model),
-            nn.GELU(),
+            ACTIVATIONS[c.activation](),
             nn.Linear(c.mlp_ratio * c.d_model, c.d_model),
         )
         self.drop = nn.Dropout(c.dropout)
