@@ -100,9 +100,9 @@ class KernelOperator:
     ``G_ij = exp(-|k_i - k_j|^2 / (2 sqrt(D)))`` and ``g_i = exp(|k_i|^2 / (2 sqrt(D)))``, so
     ``h = g * (G g)`` and ``K = diag(1 / G g) G diag(1 / G g)``. G (entries in (0, 1]) is
     factorised on r landmark units, ``G ~ F F^T`` with ``F = G_NL C^-T`` and ``C C^T`` the Cholesky
-    factorisation of G_LL plus a small jitter (N x r; set up in float64, stored with the normalisers folded in and multiplied in the keys' dtype), and every
-    product costs O(N r) instead of O(N^2): a 16,000-unit dataset takes a fraction of a second
-    instead of half a minute. The landmarks are the r / 4 units of largest key norm (they dominate
+    factorisation of G_LL plus a small jitter (N x r, in the keys' precision with C in float64,
+    stored with the normalisers folded in), and every product costs O(N r) instead of O(N^2): a
+    16,000-unit dataset takes a fraction of a second instead of half a minute. The landmarks are the r / 4 units of largest key norm (they dominate
     ``G g``, which is then exact over them and computed in log space) plus a fixed random subset of
     the other real units. The Gaussian form needs no normaliser: ``K = (F / n) (F / n)^T``.
 
@@ -162,8 +162,12 @@ class KernelOperator:
 
     def _nystrom(self, keys: torch.Tensor, mask: torch.Tensor, r: int) -> None:
         B, N, D = keys.shape
+        # The (B, N, r) blocks are built in the keys' precision (float32 for a model: half the
+        # memory traffic of float64, which bounds this set-up); the r x r Cholesky factor is
+        # always computed in float64.
+        work = torch.float32 if keys.dtype in (torch.float16, torch.bfloat16, torch.float32) else torch.float64
         # the attention form's Gaussian part has bandwidth D^(1/4) (scores s_ij = k_i . k_j / sqrt(D))
-        k = (keys.double() * (D ** -0.25 if self.form == "attention" else 1.0)).masked_fill(~mask.unsqueeze(-1), 0.0)
+        k = (keys.to(work) * (D ** -0.25 if self.form == "attention" else 1.0)).masked_fill(~mask.unsqueeze(-1), 0.0)
         sq = k.square().sum(-1)  # |k_i|^2 (over sqrt(D) in the attention form)
         gen = torch.Generator().manual_seed(0)
         # r landmarks among each dataset's real units: the r smallest random keys ...
@@ -184,9 +188,10 @@ class KernelOperator:
         # G_LN, which never exceeds G (a Schur complement), so F's rows have norm <= 1 however
         # ill-conditioned G_LL is. One Cholesky and a triangular solve cost a third of an
         # eigendecomposition and the (N x r) x (r x r) product it needed.
-        g_ll = self._gauss(kl, sql, kl, sql)
+        kl64, sql64 = kl.double(), sql.double()
+        g_ll = self._gauss(kl64, sql64, kl64, sql64)
         g_ll.diagonal(dim1=-2, dim2=-1).add_(_NYSTROM_JITTER * r)
-        chol = torch.linalg.cholesky(g_ll)
+        chol = torch.linalg.cholesky(g_ll).to(work)
         cross = k @ kl.transpose(-1, -2)  # (B, N, r) k_i . k_l, shared by G_NL and the normaliser
         half = sq / 2.0
         # log sum_l G_il g_l over the landmarks (the attention form's normaliser, below); taken
@@ -196,7 +201,7 @@ class KernelOperator:
         f = torch.linalg.solve_triangular(chol.transpose(-1, -2), g_nl, upper=True, left=False)
         f = f.masked_fill_(~mask.unsqueeze(-1), 0.0)  # (B, N, r)
         if self.form == "gaussian":  # K = (F / n) (F / n)^T
-            self._set_factor(f * self.inv_n.double().view(-1, 1, 1), keys.dtype)
+            self._set_factor(f * self.inv_n.to(work).view(-1, 1, 1), keys.dtype)
             return
         # K_ij = G_ij / (Q_i Q_j) with Q = G g, g_j = exp(sq_j / 2). g overflows for a unit far
         # from the rest (keys are rescaled to mean norm D, so one outlier in a single covariate
@@ -210,7 +215,7 @@ class KernelOperator:
         rest = mask & ~is_landmark
         top_rest = half.masked_fill(~rest, float("-inf")).amax(-1, keepdim=True)  # n > 2r: finite
         g_rest = torch.where(rest, torch.exp(half - top_rest), torch.zeros_like(half))  # <= 1
-        approx_rest = (f @ (f.transpose(-1, -2) @ g_rest.unsqueeze(-1))).squeeze(-1)
+        approx_rest = ((g_rest.unsqueeze(1) @ f) @ f.transpose(-1, -2)).squeeze(1)  # as rows: see `rows`
         log_rest = torch.log(torch.maximum(approx_rest, g_rest)) + top_rest  # -inf where both are 0
         log_q = torch.logaddexp(log_exact, log_rest)
         inv_q = torch.where(mask, torch.exp(-log_q), torch.zeros_like(log_q))
@@ -226,22 +231,33 @@ class KernelOperator:
 
     def _set_factor(self, factor: torch.Tensor, dtype: torch.dtype) -> None:
         """K = factor factor^T, products in the keys' dtype: each product streams the (B, N, r)
-        factor twice, so float32 keys halve its cost (the set-up above stays in float64)."""
+        factor twice, so float32 keys halve its cost."""
         self.factor = factor.to(dtype)
         self.factor_t = self.factor.transpose(-1, -2).contiguous()
 
     def __call__(self, u: torch.Tensor) -> torch.Tensor:
         """u: (B, N) or (B, N, C) -> K u of the same shape (0 on padded rows)."""
-        if self.factor is not None:
-            v = u.unsqueeze(-1) if u.ndim == 2 else u
-            out = (self.factor @ (self.factor_t @ v.to(self.factor.dtype))).to(u.dtype)
-            return out.squeeze(-1) if u.ndim == 2 else out
-        if self.dense is not None:
-            return self.dense @ u if u.ndim == 3 else (self.dense @ u.unsqueeze(-1)).squeeze(-1)
+        if self.factor is not None or self.dense is not None:
+            rows = u.unsqueeze(1) if u.ndim == 2 else u.transpose(-1, -2)
+            out = self.rows(rows)
+            return out.squeeze(1) if u.ndim == 2 else out.transpose(-1, -2)
         if self.form == "gaussian":
             out = self._gaussian_blocks(u.unsqueeze(-1) if u.ndim == 2 else u)
             return out.squeeze(-1) if u.ndim == 2 else out
         return kernel_matvec(self.keys, u, self.mask, self.log_h, self.block_size)
+
+    def rows(self, u: torch.Tensor) -> torch.Tensor:
+        """u: (B, C, N), C vectors per dataset as rows -> (B, C, N) the rows (K u_c)^T.
+
+        Products with few vectors run as row vectors times the kernel (K is symmetric):
+        ``(u^T F) F^T`` for a factor, ``u^T K`` for a dense kernel. BLAS handles a 2 x N by N x N
+        (or N x r) product about twice as fast as the N x N by N x 2 one, and 3-4x for one vector.
+        """
+        if self.factor is not None:
+            return ((u.to(self.factor.dtype) @ self.factor) @ self.factor_t).to(u.dtype)
+        if self.dense is not None:
+            return u @ self.dense
+        return self(u.transpose(-1, -2)).transpose(-1, -2)
 
 
 
@@ -286,8 +302,8 @@ class _Problem:
     def products(self, a):
         """Pieces of f and its gradient at a: per-arm masses, m . a, and (K a_A)_j."""
         u1, u0 = self._split(a)
-        ka = self.op(torch.stack([u1, u0], -1))
-        ka_arm = torch.where(self.f1, ka[..., 0], ka[..., 1])
+        ka = self.op.rows(torch.stack([u1, u0], 1))
+        ka_arm = torch.where(self.f1, ka[:, 0], ka[:, 1])
         s1, s0 = u1.sum(-1, keepdim=True), u0.sum(-1, keepdim=True)
         ma1, ma0 = (self.m * u1).sum(-1, keepdim=True), (self.m * u0).sum(-1, keepdim=True)
         return (s1, s0), (ma1, ma0), ka_arm
