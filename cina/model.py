@@ -564,6 +564,7 @@ class CInA(nn.Module):
         estimand: str | torch.Tensor | None = None,
         lam: float | torch.Tensor | None = None,
         compute_loss: bool = True,
+        validate: bool = True,
     ) -> dict[str, torch.Tensor]:
         """Weights, estimates and losses for a padded batch of datasets.
 
@@ -574,6 +575,8 @@ class CInA(nn.Module):
             lam: per-unit penalty, scalar or (B,); None = config (sampled in training if
                 ``lam_range`` is set).
             compute_loss: False skips the O(N^2)-time kernel passes (weights only).
+            validate: False skips the batch checks, for callers that built the batch from datasets
+                they checked already (`estimate`).
 
         Returns:
             dict with ``weights`` (B, N) normalised per arm, ``keys`` (B, N, D) of the balancing
@@ -592,7 +595,7 @@ class CInA(nn.Module):
         if feature_mask is None:
             feature_mask = torch.ones(B, d, dtype=torch.bool, device=x.device)
         y = batch.get("y")
-        if self.check_inputs and not torch.compiler.is_compiling():
+        if validate and self.check_inputs and not torch.compiler.is_compiling():
             self._validate(x, t, unit_mask, feature_mask, y)
         x, t = x.float(), t.float()
         t = torch.where(unit_mask, t, torch.zeros_like(t))
@@ -754,9 +757,10 @@ class CInA(nn.Module):
                     [a for a, _, _ in chunk], [b for _, b, _ in chunk],
                     [yi if yi is not None else np.zeros(len(b)) for _, b, yi in chunk], device=self.device,
                 )
-                out = self(batch, estimand=estimand, lam=lam, compute_loss=compute_loss)
-                x64 = collate_datasets([a for a, _, _ in chunk], [b for _, b, _ in chunk], dtype=torch.float64)
-                diag = balance_diagnostics(x64["x"], x64["t"], out["weights"].double().cpu(), x64["unit_mask"], x64["feature_mask"])
+                # check_dataset has validated every dataset of the batch
+                out = self(batch, estimand=estimand, lam=lam, compute_loss=compute_loss, validate=False)
+                diag = balance_diagnostics(batch["x"].double().cpu(), batch["t"].double().cpu(), out["weights"].double().cpu(),
+                                           batch["unit_mask"].cpu(), batch["feature_mask"].cpu())
                 for i, (xi, ti, _) in enumerate(chunk):
                     n, d = xi.shape
                     w = out["weights"][i, :n].double().cpu().numpy()
