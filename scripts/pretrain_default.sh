@@ -10,8 +10,8 @@
 #     256 units, about 6 min on two cores. It recovers most of the GPU model's gain
 #     (cina/assets/default_model/TRAINING.md has both).
 #   MODEL=fast: the shipped fast model (cina/assets/fast_model): the CPU recipe's corpus with
-#     scripts/configs/fast_model.json, a width-32 network and 10 balancing layers on a
-#     64-landmark kernel; 2,000 steps, about 2 min on two cores.
+#     scripts/configs/fast_model.json, a width-16 network and 10 balancing layers on a
+#     32-landmark kernel; 2,000 steps, about 1 min on two cores.
 #   [MODEL=default|fast] [DEVICE=cuda] [CONFIG=FILE] [TASKS=N] [PY=python] bash scripts/pretrain_default.sh [WORKDIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."

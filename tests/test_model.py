@@ -162,6 +162,8 @@ def test_estimate_errors_name_the_problem():
         CInAConfig(trunk_attention="linear")
     with pytest.raises(ValueError, match="n_inducing"):
         CInAConfig(trunk_attention="induced", n_inducing=0)
+    with pytest.raises(ValueError, match="activation must be one of .*'relu'"):
+        CInAConfig(activation="relu")
 
 
 def test_checkpoint_round_trip(tmp_path):

@@ -259,7 +259,7 @@ def test_shipped_models_load_by_name_and_stay_small(tmp_path, capsys, monkeypatc
 
     path = resolve_model(name)
     assert path.name == SHIPPED_MODELS[name] and (path / "TRAINING.md").is_file()
-    assert CInA.load(name).config.d_model == {"default": 64, "fast": 32}[name]
+    assert CInA.load(name).config.d_model == {"default": 64, "fast": 16}[name]
     assert sum(f.stat().st_size for f in path.iterdir()) < 10 * 2**20  # the size limit
     f = write_csv(tmp_path / "d.csv", ["age", "dose", "treated", "outcome"], good_rows(300, seed=5))
     monkeypatch.chdir(tmp_path)  # no local folder named like the model
