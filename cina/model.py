@@ -45,7 +45,7 @@ Why target balancing is the default (measured; MAE of the ATE over sd(y), lam pe
   ones. That is the shipped model (`cina/assets/default_model/TRAINING.md`). The smaller lam
   alone, without the trained start, is worse (0.082-0.085 vs 0.078 on 60 tasks).
 * **Speed.** The default model spends most of a 1,000-unit forward pass in its 30 dense-kernel
-  layers (4-5x faster than cross-fitted DML on one CPU thread). The shipped fast model
+  layers (8-9x faster than cross-fitted DML on one CPU thread). The shipped fast model
   (`cina/assets/fast_model/TRAINING.md`) is the same recipe with d_model 16, one trunk and one
   value block (SiLU, MLP ratio 2, 8 inducing points), 10 layers and a 32-landmark Nystrom
   kernel: over 100x DML's time with 30 datasets per call, for 0.0776 against 0.0726 on the 400
