@@ -761,8 +761,9 @@ class CInA(nn.Module):
                 )
                 # check_dataset has validated every dataset of the batch
                 out = self(batch, estimand=estimand, lam=lam, compute_loss=compute_loss, validate=False)
-                diag = balance_diagnostics(batch["x"].double().cpu(), batch["t"].double().cpu(), out["weights"].double().cpu(),
-                                           batch["unit_mask"].cpu(), batch["feature_mask"].cpu())
+                # diagnostics from the float64 data: the float32 batch would round large covariates
+                x64 = collate_datasets([a for a, _, _ in chunk], [b for _, b, _ in chunk], dtype=torch.float64)
+                diag = balance_diagnostics(x64["x"], x64["t"], out["weights"].double().cpu(), x64["unit_mask"], x64["feature_mask"])
                 for i, (xi, ti, _) in enumerate(chunk):
                     n, d = xi.shape
                     w = out["weights"][i, :n].double().cpu().numpy()

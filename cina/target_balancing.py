@@ -102,9 +102,10 @@ class KernelOperator:
     factorised on r landmark units, ``G ~ F F^T`` with ``F = G_NL C^-T`` and ``C C^T`` the Cholesky
     factorisation of G_LL plus a small jitter (N x r, in the keys' precision with C in float64,
     stored with the normalisers folded in), and every product costs O(N r) instead of O(N^2): a
-    16,000-unit dataset takes a fraction of a second instead of half a minute. The landmarks are the r / 4 units of largest key norm (they dominate
-    ``G g``, which is then exact over them and computed in log space) plus a fixed random subset of
-    the other real units. The Gaussian form needs no normaliser: ``K = (F / n) (F / n)^T``.
+    16,000-unit dataset takes a fraction of a second instead of half a minute. The landmarks are
+    the r / 4 units of largest key norm (they dominate ``G g``, which is then exact over them and
+    computed in log space) plus a fixed random subset of the other real units. The Gaussian form
+    needs no normaliser: ``K = (F / n) (F / n)^T``.
 
     Args:
         keys: (B, N, D) keys; mask: (B, N) bool.
