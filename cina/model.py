@@ -755,14 +755,15 @@ class CInA(nn.Module):
             for s in range(0, len(checked), step):
                 chunk = checked[s : s + step]
                 has_y = [yi is not None for _, _, yi in chunk]
-                batch = collate_datasets(
+                # collated once in float64: the diagnostics use it (float32 would round large
+                # covariates), the network its float32 copy (the same values as collating in float32)
+                x64 = collate_datasets(
                     [a for a, _, _ in chunk], [b for _, b, _ in chunk],
-                    [yi if yi is not None else np.zeros(len(b)) for _, b, yi in chunk], device=self.device,
+                    [yi if yi is not None else np.zeros(len(b)) for _, b, yi in chunk], dtype=torch.float64,
                 )
+                batch = {k: (v.float() if v.is_floating_point() else v).to(self.device) for k, v in x64.items()}
                 # check_dataset has validated every dataset of the batch
                 out = self(batch, estimand=estimand, lam=lam, compute_loss=compute_loss, validate=False)
-                # diagnostics from the float64 data: the float32 batch would round large covariates
-                x64 = collate_datasets([a for a, _, _ in chunk], [b for _, b, _ in chunk], dtype=torch.float64)
                 diag = balance_diagnostics(x64["x"], x64["t"], out["weights"].double().cpu(), x64["unit_mask"], x64["feature_mask"])
                 for i, (xi, ti, _) in enumerate(chunk):
                     n, d = xi.shape
