@@ -16,7 +16,7 @@ ratios, so it is robust to a noisy, shared machine.
 Two more columns put the targets in context: "noise alone" is the rate at which
 this machine draws nothing but each task's factual Gaussian noise (N x nodes
 values, by the sampler's own fastest route), a ceiling for any design that draws
-fresh noise per unit and node; "MC ATE units" is the mean number of fresh units
+fresh noise per unit and node this way; "MC ATE units" is the mean number of fresh units
 the Monte-Carlo population ATE needed per task (0 where the ATE has a closed form).
 
     python scripts/bench_generate.py            # all workloads, prints a markdown table
@@ -102,8 +102,8 @@ def plain_numpy_task(rng: np.random.Generator, nodes: int, mechanism: str) -> np
 def noise_only(rep: int, n: int, nodes: int) -> None:
     """The noise of n tasks and nothing else: N x nodes float32 standard normals per task, by
     the sampler's own fastest route (raw generator bits -> uniforms -> Box-Muller, noise.py),
-    256 tasks per call. Its rate is a ceiling: no design that draws fresh Gaussian noise for
-    every unit and node with numpy can sample tasks faster on this machine."""
+    256 tasks per call. Its rate is a ceiling for the sampler, and for any design that draws
+    fresh Gaussian noise for every unit and node this way."""
     from causalgen.noise import gaussian_from_uniforms, uniform_bits, uniforms_from_bits
 
     rng = np.random.default_rng(rep)
