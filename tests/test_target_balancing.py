@@ -439,3 +439,22 @@ def test_nystrom_factor_stays_bounded_when_landmarks_repeat():
     exact = KernelOperator(keys, m, form="gaussian")
     u = torch.rand(1, 1200, dtype=torch.float64)
     assert float((exact(u) - low_rank(u)).norm() / exact(u).norm()) < 1e-2
+
+
+@pytest.mark.parametrize("regime", ["dense", "nystrom", "row_blocks"])
+def test_row_vector_products_match_the_explicit_kernel(regime):
+    # KernelOperator.rows computes u^T K (K is symmetric) in every regime; it must equal the
+    # explicit kernel times u, column by column, for one vector (B, N) and for several (B, N, C)
+    x, t, m, keys = _problem(n=600, d=3, seed=9)
+    K = dense_kernel(keys, m)
+    kwargs = {"dense": {}, "nystrom": {"landmarks": 128}, "row_blocks": {"max_elements": 1000}}[regime]
+    op = KernelOperator(keys, m, **kwargs)
+    assert (op.dense is not None, op.factor is not None) == (regime == "dense", regime == "nystrom")
+    u = torch.rand(1, 600, 3, dtype=torch.float64)
+    want = K @ u
+    tol = 2e-2 if regime == "nystrom" else 1e-10
+    got_rows = op.rows(u.transpose(-1, -2)).transpose(-1, -2)
+    for got in (got_rows, op(u)):
+        assert float((got - want).norm() / want.norm()) < tol
+    assert float((op(u[..., 0]) - want[..., 0]).norm() / want[..., 0].norm()) < tol
+    torch.testing.assert_close(op(u), got_rows)
