@@ -166,7 +166,7 @@ class KernelOperator:
         # The (B, N, r) blocks are built in the keys' precision (float32 for a model: half the
         # memory traffic of float64, which bounds this set-up); the r x r Cholesky factor is
         # always computed in float64.
-        work = torch.float32 if keys.dtype in (torch.float16, torch.bfloat16, torch.float32) else torch.float64
+        work = torch.promote_types(keys.dtype, torch.float32)
         # the attention form's Gaussian part has bandwidth D^(1/4) (scores s_ij = k_i . k_j / sqrt(D))
         k = (keys.to(work) * (D ** -0.25 if self.form == "attention" else 1.0)).masked_fill(~mask.unsqueeze(-1), 0.0)
         sq = k.square().sum(-1)  # |k_i|^2 (over sqrt(D) in the attention form)
@@ -339,9 +339,9 @@ class _Problem:
         treated = self.op.mask & ~self.f0
         s_treated = (F * treated.unsqueeze(-1).to(F.dtype)).transpose(-1, -2) @ F
         s_all = F.transpose(-1, -2) @ F
-        arms = torch.stack([self.a1, self.a0], -1)  # (B, N, 2)
-        sums = (arms.transpose(-1, -2) @ F).double()  # (B, 2, r)
-        counts = arms.sum(1).double()  # (B, 2)
+        arms = torch.stack([self.a1, self.a0], 1)  # (B, 2, N)
+        sums = (arms @ F).double()  # (B, 2, r)
+        counts = arms.sum(-1).double()  # (B, 2)
         free_treated = self.f1.any(-1).to(F.dtype).view(-1, 1, 1)  # 0 for ATT datasets (treated fixed)
         grams = torch.stack([s_treated * free_treated, s_all - s_treated], 1).double()
         mu = ((self.target.unsqueeze(1) @ F) / self.n_target.unsqueeze(-1)).double()  # (B, 1, r)
