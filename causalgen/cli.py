@@ -92,17 +92,41 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--num-tasks", type=_positive("num_tasks"), default=5, metavar="K", help="number of tasks (default 5)")
     s.add_argument("--seed", type=_seed, default=0, help="corpus seed (default 0)")
 
-    from .publish import add_publish_parser
-
-    add_publish_parser(sub)
+    _add_publish_parser(sub)
     return p
+
+
+def _add_publish_parser(sub) -> None:
+    from .hub.publish import DEFAULT_LICENSE, DEFAULT_MAX_PARQUET_BYTES
+
+    p = sub.add_parser(
+        "publish",
+        help="build (and optionally upload) a Hugging Face dataset repository from a corpus",
+        description="Build a dataset repository from a verified corpus: Parquet for datasets.load_dataset, packed zarr "
+        "shards by split, manifest.json and a dataset card (README.md). --push uploads it with huggingface_hub "
+        "(token from HF_TOKEN or `hf auth login`).",
+    )
+    p.add_argument("corpus", metavar="CORPUS_DIR", help="corpus directory or URL (must pass `causalgen verify`)")
+    p.add_argument("--repo-dir", required=True, metavar="OUT", help="local output folder (must be empty, or --overwrite)")
+    p.add_argument("--repo-id", metavar="ORG/NAME", help="Hub dataset id (required with --push; used in the card's examples)")
+    p.add_argument("--push", action="store_true", help="upload OUT to the Hub after building it")
+    p.add_argument("--private", action="store_true", help="create the Hub repository as private (with --push)")
+    p.add_argument("--overwrite", action="store_true", help="replace a previous publish output in OUT")
+    p.add_argument("--dry-run", action="store_true", help="run every check, print the files that would be written and uploaded, write nothing")
+    p.add_argument("--license", default=DEFAULT_LICENSE, help=f"license identifier for the card (default {DEFAULT_LICENSE})")
+    p.add_argument("--pretty-name", metavar="TEXT", help="title of the dataset card")
+    p.add_argument("--shard-size", type=int, metavar="S", help="tasks per published zarr shard (default: the corpus's shard size)")
+    p.add_argument("--max-parquet-mb", type=float, default=DEFAULT_MAX_PARQUET_BYTES / 1e6, metavar="MB",
+                   help="target size of each Parquet file (default 500)")
+    p.add_argument("--card-templates", metavar="DIR", help="folder with the card templates (default: data_cards/ of this checkout)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 # --------------------------------------------------------------------- commands
 
 
 def _load_config(args):
-    from .config import load_config
+    from .prior.presets import load_config
 
     return load_config(args.preset if args.preset is not None else _config_file(args.config))
 
@@ -116,7 +140,7 @@ def _config_file(path: str) -> str:
 
 
 def cmd_generate(args) -> int:
-    from .generate import CorpusSpec, generate_corpus
+    from .store.generate import CorpusSpec, generate_corpus
 
     if args.executor == "dask" and not args.scheduler:
         raise UsageError("--executor dask needs --scheduler ADDRESS")
@@ -194,7 +218,7 @@ def _histogram(values, bins: int = 10, width: int = 40) -> list[str]:
 
 
 def cmd_inspect(args) -> int:
-    from .corpus import read_manifest
+    from .store.corpus import read_manifest
 
     manifest = read_manifest(args.corpus)
     stats = corpus_stats(manifest)
@@ -229,9 +253,9 @@ def cmd_inspect(args) -> int:
 def cmd_verify(args) -> int:
     from tqdm.auto import tqdm
 
-    from .corpus import read_manifest, verify_corpus
+    from .store.corpus import read_manifest, verify_corpus
 
-    from .hub import is_published, open_published
+    from .hub.reader import is_published, open_published
 
     total = len(open_published(args.corpus)) if is_published(args.corpus) else read_manifest(args.corpus).tasks_written
     with tqdm(total=total, unit="task", desc="verify", disable=args.quiet, dynamic_ncols=True) as bar:
@@ -246,8 +270,8 @@ def cmd_verify(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    from .manifest import task_seed
-    from .sampler import sample_tasks
+    from .store.manifest import task_seed
+    from .prior.sampler import sample_tasks
 
     config = _load_config(args)
     seeds = [task_seed(args.seed, i) for i in range(args.num_tasks)]
@@ -257,24 +281,78 @@ def cmd_sample(args) -> int:
 
 
 def cmd_publish(args) -> int:
-    from .publish import run_publish
+    """Exit codes: 0 done, 1 upload failed or the build failed verification, 2 refused input."""
+    from .hub import publish as pub
 
-    return run_publish(args)
+    if args.repo_id is not None:
+        pub.check_repo_id(args.repo_id)
+    if args.push and args.repo_id is None:
+        raise UsageError("--push needs --repo-id ORG/NAME")
+    if args.private and not args.push:
+        raise UsageError("--private only applies with --push")
+    pub.check_license(args.license)
+    if args.push and not args.dry_run and not pub.has_token():
+        raise UsageError("--push: no Hugging Face token found; set HF_TOKEN or run `hf auth login`")
+    if args.shard_size is not None and args.shard_size < 1:
+        raise UsageError(f"--shard-size: must be >= 1, got {args.shard_size}")
+    if not args.max_parquet_mb > 0:
+        raise UsageError(f"--max-parquet-mb: must be > 0, got {args.max_parquet_mb}")
+    max_bytes = max(1, int(args.max_parquet_mb * 1e6))
+    if args.dry_run:
+        pub.check_out_dir(args.repo_dir, overwrite=args.overwrite, corpus=args.corpus)
+        source = pub.open_verified_corpus(args.corpus, progress=not args.quiet)
+        plan = pub.make_plan(source.columns, shard_size=args.shard_size or source.manifest.shard_size, max_parquet_bytes=max_bytes)
+        _print_dry_run(args, plan)
+        return EXIT_OK
+    result = pub.publish(
+        args.corpus, args.repo_dir, repo_id=args.repo_id, overwrite=args.overwrite, license=args.license,
+        pretty_name=args.pretty_name, shard_size=args.shard_size, max_parquet_bytes=max_bytes,
+        template_dir=args.card_templates, progress=not args.quiet,
+    )
+    m = result.manifest
+    size = sum(b for _, b, _ in m.files()) / 1e6
+    print(f"{result.repo_dir}: {m.num_tasks} tasks ({', '.join(f'{s} {n}' for s, n in m.split_counts.items())}), "
+          f"{len(m.parquet)} Parquet files, {len(m.shards)} zarr shards, {size:.1f} MB")
+    if args.push:
+        from huggingface_hub.errors import HfHubHTTPError
+
+        try:
+            info = pub.push(result.repo_dir, args.repo_id, private=args.private, verify=False)
+        except HfHubHTTPError as exc:
+            print(f"causalgen publish: error: upload failed: {_one_line(exc)}", file=sys.stderr)
+            return EXIT_FAILED
+        print(f"pushed to https://huggingface.co/datasets/{args.repo_id} ({getattr(info, 'commit_url', info)})")
+    return EXIT_OK
+
+
+def _print_dry_run(args, plan) -> None:
+    from .hub.publish import DELETE_PATTERNS, has_token
+
+    counts = ", ".join(f"{s} {len(p.tasks)}" for s, p in plan.splits.items())
+    print(f"dry run: would write {args.repo_dir} ({plan.num_tasks} tasks: {counts}):")
+    for path, what in plan.files():
+        print(f"  {path}  ({what})")
+    if args.push:
+        visibility = "private" if args.private else "visibility: the account default"
+        token = "found" if has_token() else "NOT found: set HF_TOKEN or run `hf auth login` first"
+        print(f"dry run: would upload to https://huggingface.co/datasets/{args.repo_id} ({visibility}): create_repo + upload_folder "
+              f"of {len(plan.files())} files, deleting remote files under {', '.join(DELETE_PATTERNS)} not in this upload; token {token}")
 
 
 COMMANDS = {"generate": cmd_generate, "inspect": cmd_inspect, "verify": cmd_verify, "sample": cmd_sample, "publish": cmd_publish}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .config import ConfigError
-    from .manifest import CorpusError
-    from .shard import ShardError
+    from .hub.card import CardError
+    from .prior.config import ConfigError
+    from .store.manifest import CorpusError
+    from .store.shard import ShardError
 
     args = build_parser().parse_args(argv)
     prog = f"causalgen {args.command}"
     try:
         return COMMANDS[args.command](args)
-    except (UsageError, ConfigError, CorpusError) as exc:
+    except (UsageError, ConfigError, CorpusError, CardError) as exc:
         print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except ShardError as exc:

@@ -2,37 +2,48 @@
 
     >>> import cina
     >>> w = cina.fit_single(x, t)                 # Algorithm 1: weights for one dataset
-    >>> model = cina.CInA.load("run/ckpt")        # Algorithms 2/3: a pretrained model
+    >>> model = cina.CInA.load("default")         # Algorithms 2/3: a pretrained model
     >>> est = model.estimate(x, t, y)             # zero-shot: est.ate, est.weights, est.diagnostics
 
-`cina.balancing` holds the maths of the paper's balancing attention layer (the SVM dual);
-`cina.target_balancing` the default, estimand-correct layer (each arm weighted towards the target
-sample by unrolled balancing-attention steps); `cina.single` Algorithm 1; `cina.model` the
-transformer. Importing cina does not import scikit-learn.
+Rooms, in the order data flows (each imports only those before it):
+
+- `cina.core`: the estimator (attention kernel, balancing layers, Algorithm 1, the CInA
+  transformer, zero-shot estimation, model files);
+- `cina.data`: causalgen corpora streamed as padded batches (epoch plan, shard cache, collate);
+- `cina.train`: pretraining, single process or DDP under torchrun;
+- `cina.eval`: baselines, benchmark loaders and the scoreboard (users of the estimator);
+- `cina.cli`: the ``cina`` command.
+
+Importing cina does not import scikit-learn.
 """
 
-from .balancing import (
+from .core import (
+    DEFAULT_LAM,
     ESTIMANDS,
     BalancingAttention,
+    CInA,
+    CInAConfig,
     Estimate,
+    SingleDatasetCInA,
     balance_diagnostics,
     balancing_loss,
+    collate_datasets,
     covariate_keys,
     dense_kernel,
-    standardize_covariates,
+    fit_single,
     kernel_matvec,
     log_normalizer,
     normalize_keys,
     optimal_intercept,
     project_weights,
     read_out_alpha,
+    solve_balancing_svm,
+    solve_target_balance,
+    standardize_covariates,
     values_from_alpha,
     weighted_effect,
 )
 from .data import ShardReadError, TaskLoader, TaskStream, select_tasks
-from .model import CInA, CInAConfig, collate_datasets
-from .single import DEFAULT_LAM, SingleDatasetCInA, fit_single, solve_balancing_svm
-from .target_balancing import solve_target_balance
 
 __all__ = [
     "ShardReadError",

@@ -111,37 +111,10 @@ def read_csv_columns(path: str, treatment: str, outcome: str, covariates: list[s
     return x.astype(np.float32), t.astype(np.float32), y.astype(np.float32), covariates
 
 
-def resolve_model(path: str | None) -> Path:
-    """A shipped model's name (None = "default"), a run directory (-> RUN/model), a checkpoint
-    or model directory, or a .safetensors file. A path that exists wins over a shipped name."""
-    from .model import named_shipped_model, shipped_model_path
-
-    shipped = shipped_model_path() if path is None else named_shipped_model(path)
-    if shipped is not None:
-        if not (shipped / "model.safetensors").is_file():
-            raise InputError(f"the shipped {path or 'default'!r} model is missing from the installation ({shipped}); "
-                             "pass --model")
-        return shipped
-    p = Path(path)
-    if p.is_dir() and (p / "model" / "model.safetensors").is_file():
-        return p / "model"
-    if p.is_dir() and (p / "model.safetensors").is_file():
-        return p
-    if p.is_file() and p.suffix == ".safetensors":
-        return p
-    if p.is_dir():
-        from .train import latest_checkpoint
-
-        ck = latest_checkpoint(p)
-        if ck is not None:
-            return ck
-    raise InputError(f"--model {path}: not a run directory, model directory or .safetensors file")
-
-
 def _estimate(args) -> int:
     import numpy as np
 
-    from .model import CInA
+    from .core import CInA, resolve_model
 
     x, t, y, names = read_csv_columns(args.data, args.treatment, args.outcome, args.covariates)
     model_path = resolve_model(args.model)
@@ -184,7 +157,8 @@ def _estimate(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from .evaluate import ALL_ESTIMATORS, EvalOptions, evaluate, format_table, summarise, _done_rows
+    from .core import resolve_model
+    from .eval.evaluate import ALL_ESTIMATORS, EvalOptions, evaluate, format_table, summarise, _done_rows
 
     opts = EvalOptions(
         suite=args.suite, estimand=args.estimand, estimators=args.estimators or ALL_ESTIMATORS,
@@ -237,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     es.add_argument("--json", action="store_true", help="print the result as JSON")
     es.set_defaults(func=_estimate)
 
-    from .evaluate import ALL_ESTIMATORS, SUITE_CHOICES
+    from .eval.evaluate import ALL_ESTIMATORS, SUITE_CHOICES
 
     ev = sub.add_parser("evaluate", help="every estimator on every dataset of a suite -> results.csv, summary.md, plots",
                         description="Runs the baselines, per-dataset CInA and the zero-shot model(s) on a benchmark "

@@ -38,8 +38,9 @@ from typing import Any
 
 import torch
 
+from .core import CInA, CInAConfig
+from .core.checkpoint import latest_checkpoint
 from .data import TaskLoader, TaskStream
-from .model import CInA, CInAConfig
 
 #: a small model that trains on CPU in minutes; the README lists larger settings for GPUs
 SMALL_MODEL = {"d_model": 64, "n_heads": 4, "n_layers": 2, "n_value_layers": 1, "key_dim": 16, "max_features": 64}
@@ -211,15 +212,6 @@ def _json_default(o):
     raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
 
 
-def latest_checkpoint(run: str | os.PathLike) -> Path | None:
-    """The newest complete checkpoint directory of a run, or None."""
-    marker = Path(run) / "checkpoints" / "latest"
-    if not marker.is_file():
-        return None
-    path = marker.parent / marker.read_text().strip()
-    return path if (path / "trainer.json").is_file() else None
-
-
 def _load_checkpoint(path: Path, model: CInA, opt, sched, loader: TaskLoader, device) -> tuple[int, int]:
     from safetensors.torch import load_file
 
@@ -301,7 +293,7 @@ def _prepare_metrics_file(path: Path) -> None:
 def train(corpus, out_dir: str | os.PathLike, cfg: TrainConfig | None = None, *, progress: bool = True) -> Path:
     """Pretrain CInA on the train split of `corpus` (path, URL or Corpus); return the final
     model directory. Resumes from `out_dir`'s latest checkpoint when there is one."""
-    from causalgen.corpus import Corpus, open_corpus
+    from causalgen import open_corpus
 
     cfg = cfg or TrainConfig()
     cfg.validate()
@@ -324,7 +316,7 @@ def train(corpus, out_dir: str | os.PathLike, cfg: TrainConfig | None = None, *,
     elif dist_info.is_main:
         _atomic_write(cfg_file, json.dumps(cfg.to_dict(), indent=1) + "\n")
 
-    corpus = corpus if isinstance(corpus, Corpus) else open_corpus(corpus)
+    corpus = corpus if hasattr(corpus, "read_shard") else open_corpus(corpus)
     # Same initial weights on every rank (DDP also broadcasts them); per-rank RNG afterwards
     # for the model's training-time sampling (feature shuffles, lambda draws).
     torch.manual_seed(cfg.seed)

@@ -5,7 +5,7 @@
 IHDP: MAE (and its standard error) of each estimator's ATE over replications 1..reps, truth =
 mean(mu1 - mu0). LaLonde: ATT estimate and error against the experimental $1794.34 on PSID-1
 and CPS-1 (and the randomised NSW sample as a sanity row). Every estimator runs with its
-default hyper-parameters (see `cina.baselines`; --extra adds sensitivity rows); seconds are
+default hyper-parameters (see `cina.eval.baselines`; --extra adds sensitivity rows); seconds are
 wall-clock per dataset (set OMP_NUM_THREADS=1 for single-threaded numbers), and the median is
 reported. Writes one CSV row per (estimator, dataset) if --out is given.
 """
@@ -23,8 +23,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cina.baselines import make_baseline  # noqa: E402
-from cina.benchmarks import load_ihdp, load_lalonde  # noqa: E402
+from cina.eval.baselines import make_baseline  # noqa: E402
+from cina.eval.benchmarks import load_ihdp, load_lalonde  # noqa: E402
 
 ESTIMATORS = {
     "dim": ("dim", {}),

@@ -40,11 +40,11 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from causalgen import shard as shardfmt  # noqa: E402
-from causalgen.corpus import open_corpus  # noqa: E402
-from causalgen.generate import limit_threads  # noqa: E402
-from causalgen.manifest import Manifest, ShardRecord, shard_name, summarise, task_seed  # noqa: E402
-from causalgen.task import Role, Task  # noqa: E402
+from causalgen.store import shard as shardfmt  # noqa: E402
+from causalgen import open_corpus  # noqa: E402
+from causalgen.store.generate import limit_threads  # noqa: E402
+from causalgen.store.manifest import Manifest, ShardRecord, shard_name, summarise, task_seed  # noqa: E402
+from causalgen.prior.task import Role, Task  # noqa: E402
 
 ARRAYS = ("x", "t", "y", "y0", "y1", "propensity", "adjacency", "roles", "covariate_nodes")
 

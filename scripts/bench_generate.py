@@ -104,7 +104,7 @@ def noise_only(rep: int, n: int, nodes: int) -> None:
     the sampler's own fastest route (raw generator bits -> uniforms -> Box-Muller, noise.py),
     256 tasks per call. Its rate is a ceiling for the sampler, and for any design that draws
     fresh Gaussian noise for every unit and node this way."""
-    from causalgen.noise import gaussian_from_uniforms, uniform_bits, uniforms_from_bits
+    from causalgen.prior.noise import gaussian_from_uniforms, uniform_bits, uniforms_from_bits
 
     rng = np.random.default_rng(rep)
     for start in range(0, n, 256):

@@ -37,7 +37,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import torch  # noqa: E402
 
-from causalgen.corpus import open_corpus  # noqa: E402
+from causalgen import open_corpus  # noqa: E402
 from cina.data import TaskLoader, TaskStream  # noqa: E402
 
 
@@ -46,7 +46,7 @@ def ensure_corpus(args) -> str:
     if args.corpus:
         return args.corpus
     import causalgen
-    from causalgen.generate import CorpusSpec, generate_corpus
+    from causalgen.store.generate import CorpusSpec, generate_corpus
 
     out = os.path.join(args.workdir, f"default-{args.num_tasks}-{args.shard_size}")
     try:

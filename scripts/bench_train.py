@@ -50,7 +50,7 @@ def _sync(device: torch.device) -> None:
 
 def time_steps(model_cfg: dict, batches, device, mode: str, warmup: int) -> dict:
     """Median ms per optimiser step over ``batches[warmup:]`` (each used once)."""
-    from cina.model import CInA, CInAConfig
+    from cina.core.model import CInA, CInAConfig
 
     torch.manual_seed(0)
     model = CInA(CInAConfig.from_dict(model_cfg)).to(device).train()
@@ -100,7 +100,7 @@ def main() -> None:
     ap.add_argument("--json", help="also write the rows to this JSON file")
     args = ap.parse_args()
 
-    from causalgen.corpus import open_corpus
+    from causalgen import open_corpus
 
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))

@@ -45,9 +45,9 @@ def main() -> None:
 
     import causalgen
     from cina import CInA
-    from cina.baselines import run_baseline
-    from cina.cli import resolve_model
-    from cina.single import SingleDatasetCInA
+    from cina.eval.baselines import run_baseline
+    from cina.core import resolve_model
+    from cina.core.single import SingleDatasetCInA
 
     cfg = causalgen.load_config("default").replace(**{"n_units": (args.units, args.units)})
     tasks = causalgen.sample_tasks(cfg, range(10_000, 10_000 + args.tasks))

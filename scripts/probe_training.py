@@ -21,7 +21,7 @@ import time
 import torch
 
 from cina.data import TaskStream
-from cina.model import CInA, CInAConfig
+from cina.core.model import CInA, CInAConfig
 from cina.train import TrainConfig, lr_factor
 
 VARIANTS = {

@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     run([py, "-m", "cina.cli", "evaluate", "--model", str(run_dir), "--suite", "synthetic", "--corpus", str(corpus),
          "--n-synthetic", str(size["n_eval"]), "--out", str(eval_dir), "--estimators", *estimators, "--quiet"],
         "6. zero-shot estimates on held-out (test-split) tasks and shifted tasks")
-    from cina.benchmarks import resolve_data_dir
+    from cina.eval.benchmarks import resolve_data_dir
 
     try:
         bench = resolve_data_dir(args.benchmarks)

@@ -14,7 +14,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from cina.evaluate import summarise
+from cina.eval.evaluate import summarise
 
 ORDER = ["dim", "ipw", "snipw", "or", "aipw", "svm", "cina-single", "cina-zs", "cina-zs-s"]
 

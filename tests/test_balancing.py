@@ -1,4 +1,4 @@
-"""cina.balancing: loss, read-out, projection, masking and block-wise computation.
+"""cina.core.balancing: loss, read-out, projection, masking and block-wise computation.
 
 Hand-computable cases use keys for which the kernel has a closed form; the rest compare against a
 literal float64 numpy transcription of the paper's attention formulas.
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from cina.balancing import (
+from cina.core import (
     Estimate,
     balance_diagnostics,
     balancing_loss,

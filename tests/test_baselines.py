@@ -1,4 +1,4 @@
-"""cina.baselines: each estimator against a simulation with a known ATE / ATT.
+"""cina.eval.baselines: each estimator against a simulation with a known ATE / ATT.
 
 Tolerances are multiples of each estimator's own standard error (analytic where the estimator
 has one, else a seeded bootstrap), so a biased estimator fails; every seed is fixed.
@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("sklearn")
 
-from cina.baselines import (  # noqa: E402
+from cina.eval.baselines import (  # noqa: E402
     AIPW,
     BASELINES,
     IPW,
@@ -245,7 +245,7 @@ def test_large_datasets_are_subsampled_and_say_so(few_treated):
 
 
 # --------------------------------------------------------------------------------------------
-# agreement with Algorithm 1 (cina.single.fit_single), when it exists
+# agreement with Algorithm 1 (cina.core.single.fit_single), when it exists
 
 
 def _attention_kernel(x):
@@ -266,9 +266,9 @@ def _attention_kernel(x):
 
 @pytest.mark.parametrize("estimand", ["ate", "att"])
 def test_svm_weights_agree_with_algorithm_1(estimand):
-    single = pytest.importorskip("cina.single", reason="cina/single.py (Algorithm 1) is not available yet")
+    single = pytest.importorskip("cina.core.single", reason="cina/single.py (Algorithm 1) is not available yet")
     if not hasattr(single, "fit_single"):
-        pytest.skip("cina.single.fit_single (Algorithm 1) is not available yet")
+        pytest.skip("cina.core.single.fit_single (Algorithm 1) is not available yet")
     x, t, y, _, _ = simulate(5, n=300, offset=-0.5)
     lam = 0.5 / len(t)  # absolute lambda on the O(1/N^2) attention kernel
     w_alg1 = single.fit_single(x, t, balancing="svm", lam=lam, lam_scaling="none", learn_keys=False, estimand=estimand, tol=1e-10)

@@ -1,4 +1,4 @@
-"""cina.benchmarks: loaders against the truths documented in each SOURCE.md, errors, synthetic suites.
+"""cina.eval.benchmarks: loaders against the truths documented in each SOURCE.md, errors, synthetic suites.
 
 Tests that read ``../shared/benchmarks`` (or ``$CINA_BENCHMARKS``) skip when it is absent.
 """
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import causalgen
-from causalgen.splits import split_of
-from cina import benchmarks as bm
+from causalgen.store.splits import split_of
+from cina.eval import benchmarks as bm
 
 DATA = bm.default_data_dir()
 needs_data = pytest.mark.skipif(DATA is None or not DATA.is_dir(),
@@ -189,12 +189,12 @@ def test_ood_suite_shifts_away_from_the_training_prior():
 
 
 def test_heldout_corpus_tasks_are_the_test_split(tmp_path):
-    from causalgen.generate import CorpusSpec, generate_corpus
+    from causalgen.store.generate import CorpusSpec, generate_corpus
 
     cfg = causalgen.load_config("default").replace(n_units=(60, 80))
     generate_corpus(CorpusSpec(config=cfg.to_dict(), seed=3, num_tasks=24, shard_size=12), str(tmp_path / "c"), progress=False)
     recs = list(bm.heldout_corpus_tasks(tmp_path / "c"))
-    from causalgen.corpus import open_corpus
+    from causalgen import open_corpus
 
     corpus = open_corpus(tmp_path / "c")
     expected = [i for i in range(len(corpus)) if split_of(corpus.task_seed(i)) == "test"]

@@ -6,7 +6,7 @@ import pytest
 
 import causalgen
 from causalgen import ConfigError, TaskConfig, load_config
-from causalgen.config import GraphConfig
+from causalgen.prior.config import GraphConfig
 
 
 def test_presets_are_listed_and_valid():

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 import causalgen
-from causalgen.corpus import CorpusError, FormatVersionError, open_corpus, verify_corpus
-from causalgen.generate import CorpusSpec, generate_corpus
-from causalgen.manifest import MANIFEST_NAME, SUMMARY_COLUMNS, Manifest, task_seed
+from causalgen import CorpusError, open_corpus, verify_corpus
+from causalgen.store.corpus import FormatVersionError
+from causalgen.store.generate import CorpusSpec, generate_corpus
+from causalgen.store.manifest import MANIFEST_NAME, SUMMARY_COLUMNS, Manifest, task_seed
 
 N_TASKS, SHARD = 14, 4
 

@@ -23,10 +23,11 @@ import torch
 from torch.utils.data import DataLoader
 
 import causalgen
-from causalgen.corpus import Corpus, open_corpus
-from causalgen.generate import CorpusSpec, generate_corpus
-from causalgen.splits import split_of
-from cina.data import BATCH_FIELDS, EXTRA_FIELDS, ShardReadError, TaskLoader, TaskStream, _resume_point, plan_epoch  # plan_epoch: internal
+from causalgen import Corpus, open_corpus
+from causalgen.store.generate import CorpusSpec, generate_corpus
+from causalgen.store.splits import split_of
+from cina.data import BATCH_FIELDS, EXTRA_FIELDS, ShardReadError, TaskLoader, TaskStream, plan_epoch
+from cina.data.plan import _resume_point  # internal
 
 N_TASKS, SHARD = 96, 12
 HERE = Path(__file__).resolve().parent
@@ -489,7 +490,7 @@ def test_remote_corpus_through_fsspec(corpus_path, corpus):
 def test_a_published_repository_streams_the_same_tasks(corpus_path, tasks, tmp_path):
     """open_corpus hands a published repository (here its local folder; hf:// reads the same way)
     to causalgen.hub; the stream plans on its columns and reads its packed shards."""
-    from causalgen.publish import publish
+    from causalgen.hub.publish import publish
 
     publish(str(corpus_path), str(tmp_path / "repo"), shard_size=10)
     stream = TaskStream(str(tmp_path / "repo"), 4, seed=0, split="validation", drop_last=False, extras=("y0",))

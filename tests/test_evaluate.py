@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cina.cli import main as cina_main
-from cina.evaluate import summarise
+from cina.eval.evaluate import summarise
 
 
 def test_evaluate_tiny_suite_writes_every_output_and_resumes(tmp_path, capsys):

@@ -15,9 +15,9 @@ import pytest
 
 import causalgen
 from causalgen.cli import main
-from causalgen.corpus import open_corpus, verify_corpus
-from causalgen.generate import CorpusSpec, generate_corpus
-from causalgen.manifest import MANIFEST_NAME, task_seed
+from causalgen import open_corpus, verify_corpus
+from causalgen.store.generate import CorpusSpec, generate_corpus
+from causalgen.store.manifest import MANIFEST_NAME, task_seed
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_YAML = "preset: default\nn_units: [40, 70]\n"
@@ -76,7 +76,7 @@ def test_dask_local_cluster_gives_the_same_bytes(reference, tmp_path, config_fil
 def test_completion_order_does_not_matter(reference, tmp_path, monkeypatch):
     # Shards arriving back to front, with the manifest rewritten after each one,
     # still end in a byte-identical corpus.
-    from causalgen import generate
+    from causalgen.store import generate
 
     def back_to_front(jobs, workers):
         for job in reversed(jobs):
@@ -125,7 +125,7 @@ def test_kill_9_at_any_moment_then_resume_is_byte_identical(tmp_path, config_fil
             assert proc.returncode == -signal.SIGKILL
             if 0 < _final_shards(out) < 16:
                 seen_partial = True
-                with pytest.raises(causalgen.corpus.CorpusError, match="incomplete"):
+                with pytest.raises(causalgen.store.corpus.CorpusError, match="incomplete"):
                     open_corpus(out)
     assert seen_partial, "no kill landed in the middle of the run; the test did not test resume"
     proc = _run_cli([*args, "--out", str(out)])

@@ -99,8 +99,8 @@ def test_permutation_equivariance(kernel, trunk):
 def test_fixed_kernel_is_algorithm_1_kernel():
     # kernel="covariates": the balancing attention uses exactly Algorithm 1's frozen-key kernel, so
     # Algorithm 1's exact SVM weights have (near) zero duality gap under the model's loss.
-    from cina.balancing import balancing_loss, dense_kernel
-    from cina.single import SingleDatasetCInA
+    from cina.core import balancing_loss, dense_kernel
+    from cina.core.single import SingleDatasetCInA
 
     m = _model(11)
     xs, ts, ys = _datasets([(60, 5)], seed=13)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from causalgen.graph import erdos_renyi, reachability, scale_free
-from causalgen.noise import TRANSFORMS, gaussian_from_uniforms, student_t4_from_uniforms, uniforms
+from causalgen.prior.graph import erdos_renyi, reachability, scale_free
+from causalgen.prior.noise import TRANSFORMS, gaussian_from_uniforms, student_t4_from_uniforms, uniforms
 
 N = 400_000
 

@@ -23,14 +23,15 @@ import huggingface_hub
 from huggingface_hub import constants as hf_constants
 
 import causalgen
-from causalgen import hub, publish as pub
-from causalgen.corpus import open_corpus
-from causalgen.generate import CorpusSpec, generate_corpus
-from causalgen.manifest import MANIFEST_NAME, Manifest
-from causalgen.parquet_view import row_to_task, task_features
-from causalgen.published import PublishedManifest
-from causalgen.shard import ShardError
-from causalgen.splits import SPLITS, split_of
+from causalgen.hub import publish as pub
+from causalgen.hub import reader as hub
+from causalgen import open_corpus
+from causalgen.store.generate import CorpusSpec, generate_corpus
+from causalgen.store.manifest import MANIFEST_NAME, Manifest
+from causalgen.hub.parquet_view import row_to_task, task_features
+from causalgen.hub.layout import PublishedManifest
+from causalgen.store.shard import ShardError
+from causalgen.store.splits import SPLITS, split_of
 
 N_TASKS, SHARD, SEED = 24, 8, 7  # seed 7: 18 train, 5 validation, 1 test
 PARQUET_BYTES = 50_000  # small, so the train split spans several Parquet files
@@ -164,7 +165,9 @@ def _tree(root) -> dict[str, bytes]:
 
 
 def _cli(argv, capsys):
-    code = pub.main(["publish", *map(str, argv)])
+    from causalgen.cli import main
+
+    code = main(["publish", *map(str, argv)])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -293,7 +296,7 @@ def test_open_published_reads_like_the_corpus(repo, corpus_dir, source, offline)
     assert len(corpus) == N_TASKS and hub.is_published(repo) and not hub.is_published(corpus_dir)
     assert isinstance(hub.maybe_open_published(repo), hub.PublishedCorpus) and hub.maybe_open_published(corpus_dir) is None
     # the corpus API hands published folders to causalgen.hub
-    from causalgen.corpus import verify_corpus
+    from causalgen import verify_corpus
 
     assert isinstance(open_corpus(repo), hub.PublishedCorpus) and verify_corpus(repo).ok
     cols = corpus.columns
@@ -387,7 +390,7 @@ def test_a_published_folder_behind_an_fsspec_url(repo, source):
 
 @pytest.mark.parametrize("url", ["hf://datasets/org", "hf://models/org/name", "hf://datasets/org/name/zarr", "hf://datasets/-org/name", "hf://datasets/org/na--me"])
 def test_parse_hf_url_rejects(url):
-    with pytest.raises(causalgen.corpus.CorpusError, match="expected hf://datasets/ORG/NAME"):
+    with pytest.raises(causalgen.store.corpus.CorpusError, match="expected hf://datasets/ORG/NAME"):
         hub.parse_hf_url(url)
 
 
@@ -547,7 +550,7 @@ def test_a_failed_build_leaves_the_previous_output_alone(corpus_dir, repo, tmp_p
     def explode(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("causalgen.card.render_card", explode)
+    monkeypatch.setattr("causalgen.hub.card.render_card", explode)
     with pytest.raises(OSError, match="disk full"):
         pub.publish(corpus_dir, out, overwrite=True, max_parquet_bytes=PARQUET_BYTES)
     assert _tree(out) == before

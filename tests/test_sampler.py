@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from causalgen import Role, load_config, sample_task, sample_tasks
-from causalgen.config import GraphConfig, RoleConfig, TaskConfig
-from causalgen.graph import reachability
-from causalgen.sampler import SamplingError
+from causalgen.prior.config import GraphConfig, RoleConfig, TaskConfig
+from causalgen.prior.graph import reachability
+from causalgen.prior.sampler import SamplingError
 
 
 def fixed_config(edges, treatment="T", outcome="Y", **overrides) -> TaskConfig:
@@ -343,7 +343,7 @@ def test_bad_seeds_are_rejected():
 def test_task_streams_equal_default_rng():
     # Seeds are hashed in bulk (streams.py), but every stream must be exactly
     # np.random.default_rng([seed, attempt]), including seeds beyond 32 bits.
-    from causalgen.streams import task_generators
+    from causalgen.prior.streams import task_generators
 
     seeds = [0, 1, 7, 123456, 2**31, 2**32 - 1, 2**32, 2**40 + 5]
     attempts = [0, 3, 1, 24, 0, 2, 0, 1]
@@ -360,7 +360,7 @@ def test_task_streams_equal_default_rng():
 def test_linear_fast_path_agrees_with_generic_simulator(monkeypatch, overrides):
     # linear.py replaces node-by-node simulation by moment algebra; on the same
     # tasks (same noise) it must agree with scm.simulate to float32 rounding.
-    import causalgen.sampler as sampler
+    import causalgen.prior.sampler as sampler
 
     cfg = load_config("er5000-linear").replace(**overrides)
     fast = sample_tasks(cfg, range(40))
@@ -394,7 +394,7 @@ def test_adaptive_monte_carlo_stops_at_the_tolerance_or_the_cap():
 def test_linear_qc_bounds_reject_exactly_like_the_generic_path(monkeypatch):
     # The fast path skips QC's pass over x, y0, y1 when coefficient bounds prove
     # them small; with a tight threshold the bounds fail and real peaks decide.
-    import causalgen.sampler as sampler
+    import causalgen.prior.sampler as sampler
 
     cfg = load_config("er5000-linear").replace(**{"qc.max_abs_value": 3.8, "qc.max_attempts": 60})
     fast = sample_tasks(cfg, range(20))
@@ -418,7 +418,7 @@ def test_batched_equals_single_for_monte_carlo_and_mixed_tasks():
 
 
 def test_qc_rejects_imprecise_or_huge_population_ate():
-    from causalgen import qc
+    from causalgen.prior import qc
 
     cfg = load_config("default")
     b = 3

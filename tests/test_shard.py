@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import zarr
 
-from causalgen import shard
-from causalgen.shard import ShardError
-from causalgen.task import Role, Task
+from causalgen.store import shard
+from causalgen.store.shard import ShardError
+from causalgen.prior.task import Role, Task
 
 
 def random_task(seed: int, n: int | None = None, d: int | None = None) -> Task:

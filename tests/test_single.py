@@ -5,8 +5,8 @@ import pytest
 import torch
 
 import cina
-from cina.balancing import balancing_loss
-from cina.single import SingleDatasetCInA, fit_single, solve_balancing_svm
+from cina.core.balancing import balancing_loss
+from cina.core.single import SingleDatasetCInA, fit_single, solve_balancing_svm
 
 
 def _confounded(n, seed, d=4):
@@ -92,7 +92,7 @@ def test_gradient_descent_on_the_loss_approaches_the_svm_solution():
         if objective == "gap":
             assert m.duality_gap_ < 5e-3
             assert abs(_ate(m.weights_, t, y) - _ate(exact.weights_, t, y)) < 0.05
-    # the design choice of cina.balancing: the gap pins the weights, the primal alone does not
+    # the design choice of cina.core.balancing: the gap pins the weights, the primal alone does not
     assert l1["gap"] < 0.05 and l1["gap"] < 0.5 * l1["primal"]
 
 
@@ -188,7 +188,7 @@ def test_interface_and_errors():
     assert isinstance(est, cina.Estimate) and np.isfinite(est.ate)
     with pytest.raises(ValueError, match="y must have shape"):
         m.estimate(y[:10])
-    # the loss reported equals cina.balancing's on the same inputs
+    # the loss reported equals cina.core.balancing's on the same inputs
     keys = torch.as_tensor(m.keys_)[None]
     out = balancing_loss(keys, torch.as_tensor(m.alpha_)[None], torch.as_tensor(t)[None], torch.ones(1, 60, dtype=torch.bool), m.lam_)
     assert out["primal"].item() == pytest.approx(m.loss_, rel=1e-10)

@@ -1,6 +1,6 @@
 import numpy as np
 
-from causalgen.splits import FRACTIONS, SPLITS, split_codes, split_of
+from causalgen.store.splits import FRACTIONS, SPLITS, split_codes, split_of
 
 
 def test_split_fractions_and_stability():

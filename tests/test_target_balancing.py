@@ -1,4 +1,4 @@
-"""cina.target_balancing and CInA(balancing="target"): optimality, estimands, masking, equivariance."""
+"""cina.core.target_balancing and CInA(balancing="target"): optimality, estimands, masking, equivariance."""
 
 import numpy as np
 import pytest
@@ -6,8 +6,8 @@ import torch
 from scipy.optimize import minimize
 
 from cina import CInA, collate_datasets
-from cina.balancing import covariate_keys, dense_kernel, project_weights, standardize_covariates, weighted_effect
-from cina.target_balancing import KernelOperator, gaussian_keys, solve_target_balance, target_objective
+from cina.core import covariate_keys, dense_kernel, project_weights, standardize_covariates, weighted_effect
+from cina.core.target_balancing import KernelOperator, gaussian_keys, solve_target_balance, target_objective
 from test_model import _datasets  # the same small confounded datasets as the SVM-layer tests
 
 ATE = torch.zeros(1, dtype=torch.bool)
@@ -102,7 +102,7 @@ def test_ate_targets_the_whole_sample_not_the_overlap_subset():
     # tau(x) = 1 + 2 x0 and few treated at high x0: the ATT (~2.6) is far from the ATE (~1). Each
     # arm weighted towards the whole sample recovers the sample ATE; the paper's SVM layer
     # (arms balanced against each other, Tarr & Imai) lands near the effect on the treated.
-    from cina.single import SingleDatasetCInA
+    from cina.core.single import SingleDatasetCInA
 
     errs, svm_errs = [], []
     for seed in range(6):
@@ -182,7 +182,7 @@ def test_model_estimate_reports_target_diagnostics_and_matches_the_solver():
     # converged: the network's starting point no longer matters, and the float32 forward pass
     # lands where Algorithm 1 (float64, run to a 1e-7 step tolerance) does; the objective is flat
     # near its minimum, so ATEs of near-optimal weights differ by a few 1e-3 (sd(y) ~ 1.7 here)
-    from cina.single import SingleDatasetCInA
+    from cina.core.single import SingleDatasetCInA
 
     other = _model(seed=3, refine_steps=1500).estimate(xs[0], ts[0], ys[0])
     alg1 = SingleDatasetCInA(target_tol=1e-7, max_solver_steps=20000).fit(xs[0], ts[0]).estimate(ys[0])
@@ -348,7 +348,7 @@ def test_gaussian_form_solver_reaches_the_optimum_and_balances():
 
 
 def test_single_dataset_cina_takes_the_kernel_form():
-    from cina.single import SingleDatasetCInA
+    from cina.core.single import SingleDatasetCInA
 
     x, t, m, keys = _gaussian_problem(300, seed=7)
     g = SingleDatasetCInA(kernel_form="gaussian").fit(x[0], t[0].numpy())
@@ -371,7 +371,7 @@ def test_zero_feature_columns_change_neither_step_size_nor_weights(landmarks):
     # The model drops all-zero padding columns (a batch is as wide as its widest dataset), so a
     # dataset's solve must not depend on how many it carries: not the kernel (covariate_keys keeps
     # the scores), and not the power iteration's start either.
-    from cina.target_balancing import _lipschitz, _Problem
+    from cina.core.target_balancing import _lipschitz, _Problem
 
     x, t, m, _ = _problem(n=200, d=3, seed=7)
     X = torch.as_tensor(x)[None]
@@ -405,7 +405,7 @@ def test_factor_step_size_is_the_exact_top_curvature():
     # With a Nystrom factor the step size comes from the r x r Gram matrices of each arm's
     # centred features: it must equal the top eigenvalue that a long power iteration reaches
     # (from below), for ATE and ATT datasets alike.
-    from cina.target_balancing import _Problem
+    from cina.core.target_balancing import _Problem
 
     torch.manual_seed(0)
     B, N, D = 3, 600, 5

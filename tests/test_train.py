@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 
 import causalgen
-from causalgen.generate import CorpusSpec, generate_corpus
+from causalgen.store.generate import CorpusSpec, generate_corpus
 from cina.cli import main as cina_main
-from cina.model import CInA
-from cina.train import TrainConfig, latest_checkpoint, lr_factor, train
+from cina.core import CInA
+from cina.core.checkpoint import latest_checkpoint
+from cina.train import TrainConfig, lr_factor, train
 
 TINY_MODEL = {"d_model": 32, "n_heads": 2, "n_layers": 1, "n_value_layers": 1, "key_dim": 8, "max_features": 16}
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -254,8 +255,7 @@ def test_estimate_with_the_shipped_default_model(tmp_path, capsys):
 
 @pytest.mark.parametrize("name", ["default", "fast"])
 def test_shipped_models_load_by_name_and_stay_small(tmp_path, capsys, monkeypatch, name):
-    from cina.cli import resolve_model
-    from cina.model import SHIPPED_MODELS
+    from cina.core import SHIPPED_MODELS, resolve_model
 
     path = resolve_model(name)
     assert path.name == SHIPPED_MODELS[name] and (path / "TRAINING.md").is_file()

@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 MANIFEST_NAME = "manifest.json"
-FORMAT_NAME = "causalgen.corpus"
+FORMAT_NAME = "causalgen.store.corpus"
 #: Bump on any change a reader of the previous version would misread.
 FORMAT_VERSION = 1
 SHARDS_DIR = "shards"
@@ -91,7 +91,7 @@ def config_digest(config: Mapping[str, Any]) -> str:
 def summarise(arrays: Mapping[str, np.ndarray], metas: Sequence[Mapping[str, Any]]) -> tuple[dict[str, list], dict[str, int]]:
     """Per-task summary columns and summed QC rejections of one shard.
 
-    arrays: the shard's flat columns (`causalgen.shard.flatten_tasks` or
+    arrays: the shard's flat columns (`causalgen.store.shard.flatten_tasks` or
     `ShardData.arrays`); metas: each task's meta dict. Values are plain Python
     scalars, so they survive JSON exactly (floats round-trip bit-exactly).
     """
@@ -144,7 +144,7 @@ class ShardRecord:
     num_tasks: int
     files: int  #: files on disk (1 for a packed zip)
     bytes: int  #: total bytes of those files
-    sha256: str  #: `causalgen.shard.checksum` (directory) or sha256 of the zip file
+    sha256: str  #: `causalgen.store.shard.checksum` (directory) or sha256 of the zip file
     qc_rejections: dict[str, int] = field(default_factory=dict)
     tasks: dict[str, list] = field(default_factory=dict)  #: SUMMARY_COLUMNS -> num_tasks values
 

@@ -109,17 +109,9 @@ class ShardJob:
 
 
 def package_version() -> str:
-    try:
-        from . import __version__
+    from .._version import __version__
 
-        return str(__version__)
-    except ImportError:
-        try:
-            from importlib.metadata import version
-
-            return version("causalgen")
-        except Exception:
-            return "unknown"
+    return __version__
 
 
 def plan_jobs(spec: CorpusSpec, root: str) -> list[ShardJob]:
@@ -200,7 +192,7 @@ def _init_pool_worker() -> None:
 
 def run_job(job: ShardJob) -> dict[str, Any]:
     """Sample, encode and write one shard; return its manifest record as a dict."""
-    from .config import TaskConfig
+    from ..prior.config import TaskConfig
 
     sampler = resolve_sampler(job.sampler)
     config = TaskConfig.from_dict(job.config)

@@ -9,9 +9,7 @@ Validation errors name the dotted field path and the offending value, e.g.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 GRAPH_FAMILIES = ("erdos_renyi", "scale_free", "fixed")
@@ -429,66 +427,3 @@ def validate(cfg: TaskConfig) -> TaskConfig:
     if not s.outcome_noise_std >= 0:
         raise ConfigError(f"setoguchi.outcome_noise_std: expected a number >= 0, got {s.outcome_noise_std!r}")
     return cfg
-
-
-# -------------------------------------------------------------------------- loading
-
-
-def load_config(preset_or_path: Union[str, Path, dict, TaskConfig]) -> TaskConfig:
-    """A validated `TaskConfig` from a preset name, a YAML/JSON file, or a dict.
-
-    Files may hold a full config or ``{preset: NAME, ...overrides}``.
-    """
-    from .presets import PRESETS
-
-    if isinstance(preset_or_path, TaskConfig):
-        return validate(preset_or_path)
-    if isinstance(preset_or_path, dict):
-        return _from_mapping(preset_or_path, source="dict")
-    key = str(preset_or_path)
-    if key in PRESETS:
-        return PRESETS[key]()
-    path = Path(key)
-    if not path.exists():
-        raise ConfigError(f"unknown preset or missing file {key!r} (presets: {', '.join(PRESETS)})")
-    if path.is_dir():
-        raise ConfigError(f"{key}: is a directory, expected a YAML or JSON config file")
-    text = path.read_text()
-    try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text)
-    except Exception as exc:  # yaml.YAMLError / json.JSONDecodeError
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"{key}: malformed {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {first}") from None
-    if data is None:
-        data = {}
-    return _from_mapping(data, source=key)
-
-
-def _from_mapping(data: dict, source: str) -> TaskConfig:
-    from .presets import PRESETS
-
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
-    data = dict(data)
-    preset = data.pop("preset", None)
-    if preset is not None:
-        if preset not in PRESETS:
-            raise ConfigError(f"preset: unknown preset {preset!r} (presets: {', '.join(PRESETS)})")
-        base = PRESETS[preset]().to_dict()
-        data = _deep_merge(base, data)
-    return TaskConfig.from_dict(data)
-
-
-def _deep_merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("families", "score_mechanism"):
-            out[k] = _deep_merge(out[k], v)
-        else:
-            out[k] = v
-    return out

@@ -4,8 +4,8 @@ A published repository (what ``causalgen publish`` writes and uploads) is::
 
     README.md                                   dataset card (YAML metadata + documentation)
     manifest.json                               this module's `PublishedManifest`
-    data/<split>-NNNNN-of-NNNNN.parquet         one row per task (`causalgen.parquet_view`)
-    zarr/<split>/shard-NNNNN.zarr.zip           packed zarr v3 shards (`causalgen.shard` layout)
+    data/<split>-NNNNN-of-NNNNN.parquet         one row per task (`causalgen.hub.parquet_view`)
+    zarr/<split>/shard-NNNNN.zarr.zip           packed zarr v3 shards (`causalgen.store.shard` layout)
     figures/summary.png                         histograms shown in the card
 
 Shards are grouped by split, so a training loader downloads only its split.
@@ -14,8 +14,8 @@ Inside a split shard the tasks keep corpus order and the shard's own
 layout requires them contiguous); the corpus index of every task is recorded
 here, in ``shards[k].tasks.task_index``.
 
-The manifest is a different format (``causalgen.published``) from a corpus
-manifest (``causalgen.corpus``) on purpose: its shard paths, split grouping and
+The manifest is a different format (``causalgen.hub.layout``) from a corpus
+manifest (``causalgen.store.corpus``) on purpose: its shard paths, split grouping and
 non-contiguous task indices would be misread by a corpus reader, which now
 refuses it by name instead. Like the corpus manifest it is a pure function of
 the content (no timestamps, hosts or absolute paths), written one line per shard.
@@ -30,10 +30,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .manifest import SUMMARY_COLUMNS, CorpusError, FormatVersionError
-from .splits import SPLITS
+from ..store.manifest import SUMMARY_COLUMNS, CorpusError, FormatVersionError
+from ..store.splits import SPLITS
 
-PUBLISHED_FORMAT = "causalgen.published"
+PUBLISHED_FORMAT = "causalgen.hub.layout"
 #: Bump on any change a reader of the previous version would misread.
 PUBLISHED_FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"

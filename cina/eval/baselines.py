@@ -3,7 +3,7 @@
 Each estimator is a small class with its hyper-parameters in ``__init__`` and one method,
 ``estimate(x, t, y, estimand=None) -> BaselineResult``:
 
-    >>> from cina.baselines import AIPW
+    >>> from cina.eval.baselines import AIPW
     >>> res = AIPW(n_folds=5).estimate(x, t, y, estimand="att")
     >>> res.estimate, res.se, res.seconds
 
@@ -33,7 +33,7 @@ Propensity clipping: every estimator that divides by a fitted propensity clips i
 ``BaselineResult.propensity`` holds.
 
 scikit-learn is an optional dependency (the ``baselines`` extra): it is imported inside the
-functions that need it, so ``import cina.baselines`` and the difference in means work without
+functions that need it, so ``import cina.eval.baselines`` and the difference in means work without
 it; the others raise an ImportError naming the extra.
 """
 
@@ -88,7 +88,7 @@ class BaselineResult:
         method: registry-style name of the estimator (e.g. ``"aipw"``).
         estimand: ``"ate"`` or ``"att"``.
         estimate: the point estimate, in the units of y (``ate`` is an alias, as in
-            `cina.balancing.Estimate`, even when the estimand is the ATT).
+            `cina.core.balancing.Estimate`, even when the estimand is the ATT).
         se: standard error where the estimator has an analytic one (influence-function /
             Welch), else NaN (use `bootstrap_se`).
         seconds: wall-clock seconds of the whole estimate, nuisance fitting included.
@@ -125,7 +125,7 @@ def _check_estimand(estimand: str) -> str:
 def _check_data(x, t, y=None, *, square: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """float64 x (N, d), t (N,) in {0, 1}, y (N,); ValueError naming the problem. Every
     estimator here needs two units per arm (variances, cross-fitting folds)."""
-    from .balancing import check_dataset
+    from ..core.inputs import check_dataset
 
     x = np.asarray(x, dtype=np.float64)
     if square and (x.ndim != 2 or x.shape[0] != x.shape[1]):
@@ -269,7 +269,7 @@ class IPW(_Baseline):
 
     def _estimate(self, x, t, y, estimand):
         x, t, y = _check_data(x, t, y)
-        _sklearn(f"cina.baselines.IPW ({self.name})")
+        _sklearn(f"cina.eval.baselines.IPW ({self.name})")
         e = np.clip(logistic_propensity(x, t, C=self.C), self.clip, 1.0 - self.clip)
         n = len(t)
         if estimand == "ate":
@@ -343,7 +343,7 @@ class OutcomeRegression(_Baseline):
 
     def _estimate(self, x, t, y, estimand):
         x, t, y = _check_data(x, t, y)
-        _sklearn(f"cina.baselines.OutcomeRegression ({self.name})")
+        _sklearn(f"cina.eval.baselines.OutcomeRegression ({self.name})")
         if self.learner == "t":
             mu = []
             for arm in (0.0, 1.0):
@@ -420,7 +420,7 @@ class AIPW(_Baseline):
 
     def _estimate(self, x, t, y, estimand):
         x, t, y = _check_data(x, t, y)
-        _sklearn("cina.baselines.AIPW")
+        _sklearn("cina.eval.baselines.AIPW")
         from sklearn.base import clone
         from sklearn.model_selection import StratifiedKFold
 
@@ -489,7 +489,7 @@ def att_balancing_weights(gram: np.ndarray, t: np.ndarray, *, C: float = 1.0, to
     """ATT balancing weights: treated uniform, controls balanced towards them.
 
     The ATE dual above with the extra constraint that the treated share one weight,
-    ``alpha_T = a * 1`` (a in [0, 1]), as in `cina.balancing` / `cina.single`: the treated arm then
+    ``alpha_T = a * 1`` (a in [0, 1]), as in `cina.core.balancing` / `cina.core.single`: the treated arm then
     acts as a single unit whose feature is the treated mean embedding ``mean_T phi(x)`` and whose
     box is [0, N_T], and the intercept keeps the two arms' masses equal::
 
@@ -616,7 +616,7 @@ class SVMBalancing(_Baseline):
     def _estimate(self, x, t, y, estimand):
         pre = self.kernel == "precomputed"
         x, t, y = _check_data(x, t, y, square=pre)
-        _sklearn("cina.baselines.SVMBalancing")
+        _sklearn("cina.eval.baselines.SVMBalancing")
         n = len(t)
         rows = np.arange(n)
         if self.max_units is not None and n > self.max_units:

@@ -2,7 +2,7 @@
 
 Protocol
 --------
-* Datasets come from `cina.benchmarks` (IHDP, LaLonde, RealCause, Twins, synthetic in- and
+* Datasets come from `cina.eval.benchmarks` (IHDP, LaLonde, RealCause, Twins, synthetic in- and
   out-of-distribution suites); truths as documented there and in each SOURCE.md.
 * Estimators: ``dim``, ``ipw``, ``snipw``, ``or``, ``aipw`` (cross-fitted DML with boosted
   nuisances), ``svm`` (Tarr & Imai balancing), ``cina-single`` (Algorithm 1, per dataset),
@@ -109,13 +109,11 @@ class _Estimators:
         self.opts = opts
         self.models = {}
         if model:
-            from .cli import resolve_model
-            from .model import CInA
+            from ..core import CInA, resolve_model
 
             self.models["cina-zs"] = CInA.load(resolve_model(model))
         if model_supervised:
-            from .cli import resolve_model
-            from .model import CInA
+            from ..core import CInA, resolve_model
 
             self.models["cina-zs-s"] = CInA.load(resolve_model(model_supervised))
 
@@ -139,7 +137,7 @@ class _Estimators:
 
             est = run_baseline(name, x, t, y, estimand=rec.estimand).estimate
         elif name == "cina-single":
-            from .single import SingleDatasetCInA
+            from ..core.single import SingleDatasetCInA
 
             w = SingleDatasetCInA(estimand=rec.estimand).fit(x, t).weights_
             tb = t.astype(bool)

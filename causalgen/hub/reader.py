@@ -13,7 +13,7 @@ against the sha256 in ``manifest.json`` before it is decoded. All files come fro
 the one commit the manifest was read from, so a push in the middle of a read
 cannot mix two versions.
 
-`causalgen.corpus.open_corpus` / `verify_corpus` hand any location for which
+`causalgen.open_corpus` / `causalgen.verify_corpus` hand any location for which
 `is_published` is true to `open_published` / `verify_published`.
 """
 
@@ -29,11 +29,11 @@ from urllib.parse import unquote
 
 import numpy as np
 
-from . import shard as shardfmt
-from .manifest import CorpusError, summarise
-from .published import CARD_NAME, MANIFEST_NAME, PUBLISHED_FORMAT, PublishedManifest
-from .splits import SPLITS, split_of
-from .task import Task
+from ..store import shard as shardfmt
+from ..store.manifest import CorpusError, summarise
+from .layout import CARD_NAME, MANIFEST_NAME, PUBLISHED_FORMAT, PublishedManifest
+from ..store.splits import SPLITS, split_of
+from ..prior.task import Task
 
 HF_PREFIX = "hf://datasets/"
 _REPO_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
@@ -259,7 +259,7 @@ class PublishedCorpus:
     def config(self):
         """The `TaskConfig` every task was sampled from."""
         if self._config is None:
-            from .config import TaskConfig
+            from ..prior.config import TaskConfig
 
             self._config = TaskConfig.from_dict(self.manifest.config)
         return self._config
@@ -371,7 +371,7 @@ def open_published(
 def maybe_open_published(path_or_url: str | os.PathLike, *, cache_shards: int = 2) -> PublishedCorpus | None:
     """`open_published` if the argument is a published repository (see `is_published`), else None.
 
-    The hook for `causalgen.corpus.open_corpus`.
+    The hook for `causalgen.open_corpus`.
     """
     if not is_published(path_or_url):
         return None
@@ -389,7 +389,7 @@ def download_published(path_or_url: str | os.PathLike, *, split: str | None = No
 
 
 def verify_published(path_or_url: str | os.PathLike, *, check_parquet: bool = True, progress: Callable[[int], None] | None = None):
-    """Check a published repository end to end; returns a `causalgen.corpus.VerifyReport`.
+    """Check a published repository end to end; returns a `causalgen.store.VerifyReport`.
 
     Every zarr shard: size and sha256 against the manifest, decodes, passes the
     corpus value checks, and its seeds, splits and summaries agree with the
@@ -397,7 +397,7 @@ def verify_published(path_or_url: str | os.PathLike, *, check_parquet: bool = Tr
     sha256, row count, and the task_index / seed / split columns. The card
     must exist. Problems are one line each, naming the file.
     """
-    from .corpus import VerifyReport, check_values
+    from ..store.corpus import VerifyReport, check_values
 
     root = os.fspath(path_or_url)
     source = _source_for(root)

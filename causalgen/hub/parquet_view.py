@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .task import ROLE_NAMES, Role, Task
+from ..prior.task import ROLE_NAMES, Role, Task
 
 #: Column -> (datasets feature spec, description). The order is the column order
 #: of the Parquet files; the descriptions feed the dataset card's field table,

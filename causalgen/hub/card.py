@@ -17,12 +17,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .manifest import SEED_SCHEME
-from .published import DATA_DIR, FIGURE_NAME, SPLIT_SCHEME, PublishedManifest
-from .splits import SPLITS
+from ..store.manifest import SEED_SCHEME
+from .layout import DATA_DIR, FIGURE_NAME, SPLIT_SCHEME, PublishedManifest
+from ..store.splits import SPLITS
 
 #: ``data_cards/`` next to the package (a source checkout or an editable install).
-DEFAULT_TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "data_cards"
+DEFAULT_TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "data_cards"
 CARD_TEMPLATE = "corpus_card.md"
 PROCESS_TEMPLATES = {"random_dag": "process_random_dag.md", "setoguchi": "process_setoguchi.md"}
 #: Hub size buckets (hub-docs datasetcard.md), by number of rows = tasks

@@ -167,7 +167,7 @@ def default_data_dir() -> Path | None:
     env = os.environ.get(ENV_VAR)
     if env:
         return Path(env)
-    candidate = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
+    candidate = Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks"
     return candidate if candidate.is_dir() else None
 
 
@@ -176,7 +176,7 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     if data_dir is None:
         found = default_data_dir()
         if found is None:
-            guess = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
+            guess = Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks"
             raise FileNotFoundError(
                 f"no benchmark folder: pass data_dir=..., or set ${ENV_VAR}, or put the files at {guess} "
                 "(download them yourself; see the SOURCE.md of each family)"
@@ -420,7 +420,7 @@ def from_task(task, name: str, suite: str, estimand: str = "ate", **meta) -> Ben
 
 
 def _split_seeds(n: int, split: str, first_seed: int) -> list[int]:
-    from causalgen.splits import SPLITS, split_of
+    from causalgen.store import SPLITS, split_of
 
     if split not in SPLITS and split != "any":
         raise ValueError(f"split must be one of {SPLITS} or 'any', got {split!r}")
@@ -436,7 +436,7 @@ def synthetic_tasks(config="default", n_tasks: int = 20, *, split: str = "test",
                     estimand: str = "ate", name: str | None = None, suite: str = "synthetic-id") -> Iterator[BenchmarkDataset]:
     """``n_tasks`` tasks sampled from a causalgen config, on seeds of the given split.
 
-    Seeds are the first ``n_tasks`` integers >= ``first_seed`` whose `causalgen.splits.split_of`
+    Seeds are the first ``n_tasks`` integers >= ``first_seed`` whose `causalgen.store.splits.split_of`
     is ``split`` (default ``"test"``), so a model trained only on train-split seeds of the same
     config never saw them: the in-distribution suite. ``config``: preset name, path, dict or
     `causalgen.TaskConfig`. Records are named ``<name>-<seed>``.
@@ -451,13 +451,13 @@ def synthetic_tasks(config="default", n_tasks: int = 20, *, split: str = "test",
 
 
 def heldout_corpus_tasks(corpus, *, split: str = "test", limit: int | None = None, estimand: str = "ate") -> Iterator[BenchmarkDataset]:
-    """Tasks of a generated corpus (path/URL or `causalgen.corpus.Corpus`) whose seed is in ``split``.
+    """Tasks of a generated corpus (path/URL or `causalgen.store.corpus.Corpus`) whose seed is in ``split``.
 
-    The corpus' train/validation/test assignment is the seed hash of `causalgen.splits`, the
+    The corpus' train/validation/test assignment is the seed hash of `causalgen.store.splits`, the
     same one training uses, so ``split="test"`` gives held-out in-distribution tasks.
     """
-    from causalgen.corpus import open_corpus
-    from causalgen.splits import split_of
+    from causalgen import open_corpus
+    from causalgen.store import split_of
 
     c = open_corpus(corpus) if isinstance(corpus, (str, os.PathLike)) else corpus
     seeds = c.columns["seed"]

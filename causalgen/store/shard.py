@@ -36,9 +36,9 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .task import Task
+from ..prior.task import Task
 
-FORMAT_NAME = "causalgen.shard"
+FORMAT_NAME = "causalgen.store.shard"
 #: Bump on any change a reader of the previous version would misread.
 FORMAT_VERSION = 1
 DIR_SUFFIX = ".zarr"

@@ -1,7 +1,7 @@
 """Reading a corpus: `open_corpus(path_or_url) -> Corpus`, and `verify_corpus`.
 
 A corpus is a directory (or any fsspec URL: ``file://``, ``memory://``, object
-stores; ``hf://`` by the same code) holding ``manifest.json`` and
+stores) holding ``manifest.json`` and
 ``shards/shard-NNNNN.zarr`` (or ``.zarr.zip``). The manifest alone answers
 "how many tasks, which shard, what summary values" without opening a shard.
 
@@ -23,7 +23,7 @@ import numpy as np
 
 from . import shard as shardfmt
 from .manifest import MANIFEST_NAME, CorpusError, FormatVersionError, Manifest, ShardRecord, summarise, task_seed
-from .task import Role, Task
+from ..prior.task import Role, Task
 
 __all__ = ["Corpus", "CorpusError", "FormatVersionError", "VerifyReport", "open_corpus", "verify_corpus"]
 
@@ -90,7 +90,7 @@ class Corpus:
     def config(self):
         """The `TaskConfig` every task was sampled from."""
         if self._config is None:
-            from .config import TaskConfig
+            from ..prior.config import TaskConfig
 
             self._config = TaskConfig.from_dict(self.manifest.config)
         return self._config
@@ -161,21 +161,15 @@ class Corpus:
 
 
 def open_corpus(path_or_url: str | os.PathLike, *, allow_incomplete: bool = False, cache_shards: int = 2) -> Corpus:
-    """Open a corpus directory or URL (local path, ``file://``, ``memory://``, ...).
+    """Open a generated corpus directory or URL (local path, ``file://``, ``memory://``, ...).
 
-    A published repository (``hf://datasets/ORG/NAME`` or its local folder) is
-    handed to `causalgen.hub.open_published`, which reads the same way.
-
-    Raises `CorpusError` (one line, naming the file) for a missing or malformed
-    manifest, `FormatVersionError` for a newer format, and refuses a corpus
-    whose generation has not finished unless `allow_incomplete` (then only the
-    written shards are visible, in shard order).
+    (`causalgen.open_corpus` also opens published repositories; this one reads what
+    `generate_corpus` wrote.) Raises `CorpusError` (one line, naming the file) for a missing or
+    malformed manifest, `FormatVersionError` for a newer format, and refuses a corpus whose
+    generation has not finished unless `allow_incomplete` (then only the written shards are
+    visible, in shard order).
     """
     root = os.fspath(path_or_url)
-    hub = _hub()
-    if hub is not None and hub.is_published(root):
-        # a published Hugging Face repository (hf:// or its local folder): same reading API
-        return hub.open_published(root, cache_shards=cache_shards)
     manifest = read_manifest(root)
     if not manifest.complete and not allow_incomplete:
         raise CorpusError(
@@ -183,15 +177,6 @@ def open_corpus(path_or_url: str | os.PathLike, *, allow_incomplete: bool = Fals
             "re-run the same causalgen generate command to finish it"
         )
     return Corpus(root, manifest, cache_shards=cache_shards)
-
-
-def _hub():
-    """`causalgen.hub` (published repositories) when present; this module works without it."""
-    try:
-        from . import hub
-    except ImportError:
-        return None
-    return hub
 
 
 # -------------------------------------------------------------------- verify
@@ -266,16 +251,13 @@ def check_values(data: shardfmt.ShardData, corpus_seed: int | None = None) -> st
 
 
 def verify_corpus(path_or_url: str | os.PathLike, *, progress: Callable[[int], None] | None = None) -> VerifyReport:
-    """Check a corpus end to end: manifest, every shard's bytes, structure and values.
+    """Check a generated corpus end to end: manifest, every shard's bytes, structure and values.
 
     Problems are collected in shard order, each one line naming the shard (or
     the manifest) and what is wrong. A newer format raises `FormatVersionError`;
     an unreadable manifest raises `CorpusError`.
     """
     root = os.fspath(path_or_url)
-    hub = _hub()
-    if hub is not None and hub.is_published(root):
-        return hub.verify_published(root, progress=progress)
     report = VerifyReport(root=root)
     manifest = read_manifest(root)
     if not manifest.complete:

@@ -1,13 +1,13 @@
 """``causalgen publish``: turn a verified corpus into a Hugging Face dataset repository.
 
-The repository (layout in `causalgen.published`) offers every task twice, from
+The repository (layout in `causalgen.hub.layout`) offers every task twice, from
 one pass over the corpus:
 
 - Parquet, one row per task with explicit `datasets.Features`, so
   ``load_dataset("ORG/NAME")`` (also ``streaming=True``) and the Hub viewer work
   without causalgen;
 - packed zarr shards grouped by split, plus ``manifest.json`` with the checksum
-  of every file, for causalgen's own fast loaders (`causalgen.hub`).
+  of every file, for causalgen's own fast loaders (`causalgen.hub.reader`).
 
 Safety rules, checked in this order so that bad input costs nothing: the repo id
 is validated before anything else; ``--push`` needs a token; OUT must be empty
@@ -24,22 +24,20 @@ prints or writes it.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
 import re
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from . import shard as shardfmt
-from .manifest import SEED_SCHEME, CorpusError, config_digest, summarise
-from .published import (
+from ..store import shard as shardfmt
+from ..store.manifest import SEED_SCHEME, CorpusError, config_digest, summarise
+from .layout import (
     CARD_NAME,
     DATA_DIR,
     FIGURE_NAME,
@@ -53,7 +51,7 @@ from .published import (
     parquet_path,
     zarr_shard_path,
 )
-from .splits import SPLITS, split_of
+from ..store.splits import SPLITS, split_of
 
 DEFAULT_LICENSE = "cc-by-4.0"
 #: Parquet file size target, as `datasets.push_to_hub` (estimated from manifest counts).
@@ -146,8 +144,8 @@ def check_out_dir(out: str, *, overwrite: bool, corpus: str | None = None) -> No
 
 def open_verified_corpus(corpus: str, *, progress: bool = False):
     """`open_corpus` after a full `verify_corpus`; refuses published repos, partial or damaged corpora."""
-    from .corpus import open_corpus, read_manifest, verify_corpus
-    from .hub import is_published
+    from ..store.corpus import open_corpus, read_manifest, verify_corpus
+    from .reader import is_published
 
     if is_published(corpus):
         raise PublishError(f"{corpus}: is already a published repository; publish the corpus it was built from")
@@ -370,7 +368,7 @@ def build_repository(
     """Write the whole repository into the empty directory `dest` (one pass over the corpus)."""
     from tqdm.auto import tqdm
 
-    from . import __version__
+    from .._version import __version__
     from .card import render_card, render_figure
     from .parquet_view import estimate_row_bytes
 
@@ -491,7 +489,7 @@ def publish(
     source = open_verified_corpus(corpus, progress=progress)
     plan = make_plan(source.columns, shard_size=shard_size or source.manifest.shard_size, max_parquet_bytes=max_parquet_bytes)
 
-    from .hub import verify_published
+    from .reader import verify_published
 
     out = _local(out)
     parent, name = os.path.split(os.path.abspath(out))
@@ -532,7 +530,7 @@ def push(repo_dir: str | os.PathLike, repo_id: str, *, private: bool = False, co
     """
     from huggingface_hub import HfApi
 
-    from .hub import read_published_manifest, verify_published, _LocalSource
+    from .reader import read_published_manifest, verify_published, _LocalSource
 
     check_repo_id(repo_id)
     root = os.fspath(repo_dir)
@@ -556,127 +554,3 @@ def push(repo_dir: str | os.PathLike, repo_id: str, *, private: bool = False, co
 
 
 # ------------------------------------------------------------------ CLI
-
-
-def add_publish_parser(subparsers) -> argparse.ArgumentParser:
-    """Add the ``publish`` subcommand to an argparse subparsers object; returns its parser."""
-    p = subparsers.add_parser(
-        "publish",
-        help="build (and optionally upload) a Hugging Face dataset repository from a corpus",
-        description="Build a dataset repository from a verified corpus: Parquet for datasets.load_dataset, packed zarr "
-        "shards by split, manifest.json and a dataset card (README.md). --push uploads it with huggingface_hub "
-        "(token from HF_TOKEN or `hf auth login`).",
-    )
-    p.add_argument("corpus", metavar="CORPUS_DIR", help="corpus directory or URL (must pass `causalgen verify`)")
-    p.add_argument("--repo-dir", required=True, metavar="OUT", help="local output folder (must be empty, or --overwrite)")
-    p.add_argument("--repo-id", metavar="ORG/NAME", help="Hub dataset id (required with --push; used in the card's examples)")
-    p.add_argument("--push", action="store_true", help="upload OUT to the Hub after building it")
-    p.add_argument("--private", action="store_true", help="create the Hub repository as private (with --push)")
-    p.add_argument("--overwrite", action="store_true", help="replace a previous publish output in OUT")
-    p.add_argument("--dry-run", action="store_true", help="run every check, print the files that would be written and uploaded, write nothing")
-    p.add_argument("--license", default=DEFAULT_LICENSE, help=f"license identifier for the card (default {DEFAULT_LICENSE})")
-    p.add_argument("--pretty-name", metavar="TEXT", help="title of the dataset card")
-    p.add_argument("--shard-size", type=int, metavar="S", help="tasks per published zarr shard (default: the corpus's shard size)")
-    p.add_argument("--max-parquet-mb", type=float, default=DEFAULT_MAX_PARQUET_BYTES / 1e6, metavar="MB",
-                   help="target size of each Parquet file (default 500)")
-    p.add_argument("--card-templates", metavar="DIR", help="folder with the card templates (default: data_cards/ of this checkout)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=run_publish)
-    return p
-
-
-def _print_dry_run(args, plan: PublishPlan) -> None:
-    counts = ", ".join(f"{s} {len(p.tasks)}" for s, p in plan.splits.items())
-    print(f"dry run: would write {args.repo_dir} ({plan.num_tasks} tasks: {counts}):")
-    for path, what in plan.files():
-        print(f"  {path}  ({what})")
-    if args.push:
-        visibility = "private" if args.private else "visibility: the account default"
-        token = "found" if has_token() else "NOT found: set HF_TOKEN or run `hf auth login` first"
-        print(f"dry run: would upload to https://huggingface.co/datasets/{args.repo_id} ({visibility}): create_repo + upload_folder "
-              f"of {len(plan.files())} files, deleting remote files under {', '.join(DELETE_PATTERNS)} not in this upload; token {token}")
-
-
-def run_publish(args) -> int:
-    """Run ``causalgen publish`` from parsed arguments; returns the exit code.
-
-    Exit codes follow the CLI: 0 done, 1 upload failed or the build failed
-    verification, 2 refused input (one line on stderr), 130 interrupted.
-    """
-    prog = "causalgen publish"
-    try:
-        if args.repo_id is not None:
-            check_repo_id(args.repo_id)
-        if args.push and args.repo_id is None:
-            raise PublishError("--push needs --repo-id ORG/NAME")
-        if args.private and not args.push:
-            raise PublishError("--private only applies with --push")
-        check_license(args.license)
-        if args.push and not args.dry_run and not has_token():
-            raise PublishError("--push: no Hugging Face token found; set HF_TOKEN or run `hf auth login`")
-        if args.shard_size is not None and args.shard_size < 1:
-            raise PublishError(f"--shard-size: must be >= 1, got {args.shard_size}")
-        if not args.max_parquet_mb > 0:
-            raise PublishError(f"--max-parquet-mb: must be > 0, got {args.max_parquet_mb}")
-        max_bytes = max(1, int(args.max_parquet_mb * 1e6))
-        if args.dry_run:
-            check_out_dir(args.repo_dir, overwrite=args.overwrite, corpus=args.corpus)
-            source = open_verified_corpus(args.corpus, progress=not args.quiet)
-            plan = make_plan(source.columns, shard_size=args.shard_size or source.manifest.shard_size, max_parquet_bytes=max_bytes)
-            _print_dry_run(args, plan)
-            return 0
-        result = publish(
-            args.corpus, args.repo_dir, repo_id=args.repo_id, overwrite=args.overwrite, license=args.license,
-            pretty_name=args.pretty_name, shard_size=args.shard_size, max_parquet_bytes=max_bytes,
-            template_dir=args.card_templates, progress=not args.quiet,
-        )
-        m = result.manifest
-        size = sum(b for _, b, _ in m.files()) / 1e6
-        print(f"{result.repo_dir}: {m.num_tasks} tasks ({', '.join(f'{s} {n}' for s, n in m.split_counts.items())}), "
-              f"{len(m.parquet)} Parquet files, {len(m.shards)} zarr shards, {size:.1f} MB")
-        if args.push:
-            info = push(result.repo_dir, args.repo_id, private=args.private, verify=False)
-            print(f"pushed to https://huggingface.co/datasets/{args.repo_id} ({getattr(info, 'commit_url', info)})")
-        return 0
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
-    except CorpusError as exc:  # PublishError, unreadable corpus or repository
-        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
-        return 2
-    except shardfmt.ShardError as exc:
-        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
-        return 1
-    except Exception as exc:
-        from huggingface_hub.errors import HfHubHTTPError
-
-        from .card import CardError
-
-        if isinstance(exc, CardError):
-            print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
-            return 2
-        if isinstance(exc, HfHubHTTPError):
-            print(f"{prog}: error: upload failed: {_one_line(exc)}", file=sys.stderr)
-            return 1
-        raise
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Standalone entry point (``python -m causalgen.publish ...``) until cli.py hooks the subcommand in."""
-    from .cli import _Parser
-
-    parser = _Parser(prog="causalgen", description="causalgen publish")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
-    add_publish_parser(sub)
-    args = parser.parse_args(argv)
-    return run_publish(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

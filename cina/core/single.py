@@ -3,7 +3,7 @@
 Two balancing problems (``balancing=``, as in `cina.CInA`):
 
 * ``"target"`` (default): each arm is weighted towards the target sample (ATE: all units;
-  ATT: the treated), `cina.target_balancing`, by the same unrolled attention steps the zero-shot
+  ATT: the treated), `cina.core.target_balancing`, by the same unrolled attention steps the zero-shot
   model uses: 30 accelerated gradient steps from uniform weights (``max_solver_steps``; fewer if
   no weight moves by more than ``target_tol``). This is the estimand-correct version of the ATE
   (see that module). Stopping early is a regulariser (towards the uniform weights of the
@@ -14,7 +14,7 @@ Two balancing problems (``balancing=``, as in `cina.CInA`):
   ``max_solver_steps=5000`` solves to convergence.
 * ``"svm"``: the paper's problem, the SVM dual of Tarr & Imai on the attention kernel, below.
 
-Fit the balancing attention of `cina.balancing` to one dataset (x, t) by minimising its penalised
+Fit the balancing attention of `cina.core.balancing` to one dataset (x, t) by minimising its penalised
 hinge loss, then read the balancing weights out of the attention values. Outcomes are not used.
 
 Two stages (both minimise the same loss):
@@ -25,7 +25,7 @@ Two stages (both minimise the same loss):
    ``V = w alpha / (lam h)``); the intercept is solved exactly at every step. This is what learns
    the kernel. A subgradient method on a hinge loss only gets the weights to ~1e-2, though.
 2. *Polish* (``polish=True``): with the keys from stage 1 frozen the loss is convex in (V, b), and
-   by the duality of `cina.balancing` its minimiser is the SVM dual solution on the attention
+   by the duality of `cina.core.balancing` its minimiser is the SVM dual solution on the attention
    kernel. We solve that dual to ``tol`` with SMO (the libsvm algorithm: maximal-violating pair,
    second-order working-set selection) and check the certificate: the attention-form primal loss
    at the read-out weights equals the dual objective (``duality_gap_``).
@@ -33,7 +33,7 @@ Two stages (both minimise the same loss):
 The penalty: ``lam`` is per unit by default (``lam_scaling="size"``: the SVM is solved with
 lambda = lam / N, i.e. sklearn's ``C = N / lam``). The attention kernel has entries ~1/N^2 and the
 hinge sum grows like N, so with lambda = lam / N the fraction of units kept and the balance reached
-do not drift with N (see `cina.model`). ``lam_scaling="none"`` uses lambda = lam literally
+do not drift with N (see `cina.core.model`). ``lam_scaling="none"`` uses lambda = lam literally
 (``C = 1 / lam``). Default lam = 1e-3, chosen on ATE error over lam in {1e-4, ..., 0.1}: MAE/sd(y)
 on 53 default-preset tasks 0.125 (best 0.112 at 3e-4; 0.163 at 1e-2; naive 0.361), on 30
 Setoguchi-G tasks 0.044 (best 0.039 at 3e-3; 0.131 at 0.1; naive 0.194).
@@ -46,27 +46,19 @@ import math
 import numpy as np
 import torch
 
-from .balancing import (
-    ESTIMANDS,
-    Estimate,
-    att_flags,
-    balance_diagnostics,
-    balancing_loss,
-    check_dataset,
-    covariate_keys,
-    dense_kernel,
-    normalize_keys,
-    project_weights,
-    weighted_effect,
-)
-from .target_balancing import KERNEL_FORMS
+from .balancing import balancing_loss
+from .estimate import Estimate
+from .inputs import check_dataset
+from .kernel import covariate_keys, dense_kernel, normalize_keys, standardize_covariates
+from .target_balancing import KERNEL_FORMS, gaussian_keys, solve_target_balance
+from .weights import ESTIMANDS, att_flags, balance_diagnostics, project_weights, weighted_effect
 
 __all__ = ["SingleDatasetCInA", "fit_single", "solve_balancing_svm", "DEFAULT_LAM"]
 
-#: Default per-unit penalty lam (lambda = lam / N); see `cina.model` docs for the measurement.
+#: Default per-unit penalty lam (lambda = lam / N); see `cina.core.model` docs for the measurement.
 DEFAULT_LAM = 1e-3
 #: Target balancing's defaults (lam per unit, kernel score scale), chosen on validation splits
-#: (see `cina.model`).
+#: (see `cina.core.model`).
 TARGET_LAM, TARGET_SCORE_SCALE = 3e-4, 0.36
 #: target balancing with the Gaussian kernel form: (lam, score_scale), chosen on the same
 #: validation splits (see ``kernel_form`` of `SingleDatasetCInA`)
@@ -198,7 +190,7 @@ class SingleDatasetCInA:
         balancing: "target" (default) or "svm" (see the module docstring).
         kernel_form: "attention" (default, the zero-shot model's kernel) or "gaussian"
             (``exp(-|x_i - x_j|^2 / (2 d))`` on standardised x, the usual kernel-balancing
-            kernel), the kernel of target balancing (`cina.target_balancing.KernelOperator`);
+            kernel), the kernel of target balancing (`cina.core.target_balancing.KernelOperator`);
             "svm" always uses the attention kernel. Measured, converged, MAE/sd(y): the Gaussian
             form (lam 1e-4, chosen on validation splits from a 3 x 4 grid) was better on the
             validation splits (default preset 0.079 vs 0.090 on 60 tasks, er5000-nonlinear 0.070
@@ -224,7 +216,7 @@ class SingleDatasetCInA:
         lr: Adam learning rate.
         polish: solve the convex (V, b) problem exactly once the keys are fixed.
         objective: gradient-stage objective, "gap" (default) or "primal" (see
-            `cina.balancing.balancing_loss`; the keys follow the primal either way).
+            `cina.core.balancing.balancing_loss`; the keys follow the primal either way).
         tol: KKT tolerance of the polish.
         random_state: seed for the initial key map when ``key_dim != d``.
 
@@ -372,9 +364,6 @@ class SingleDatasetCInA:
         return self
 
     def _fit_target(self, x: np.ndarray, t: np.ndarray, scale: float) -> "SingleDatasetCInA":
-        from .balancing import standardize_covariates
-        from .target_balancing import gaussian_keys, solve_target_balance
-
         n, d = x.shape
         X = torch.as_tensor(x, dtype=torch.float64)[None]
         T = torch.as_tensor(t, dtype=torch.float64)[None]

@@ -26,7 +26,8 @@ from typing import Iterable
 import numpy as np
 
 from .ate import analytic, monte_carlo_ate
-from .config import MECHANISMS, NOISE_FAMILIES, TaskConfig, load_config
+from .config import MECHANISMS, NOISE_FAMILIES, TaskConfig
+from .presets import load_config
 from .draft import Draft, draft_structure, draw_parameters, padded_units
 from . import qc
 from .linear import is_linear, simulate_linear

@@ -1,6 +1,6 @@
 """Target balancing: weight each arm towards a target sample, by unrolled balancing attention.
 
-The SVM dual of `cina.balancing` (Tarr & Imai) gives both arms equal mass and balances them
+The SVM dual of `cina.core.balancing` (Tarr & Imai) gives both arms equal mass and balances them
 *against each other*. Its weights therefore describe the largest balanced subset, not the whole
 sample: when one arm is small all its units hit the box and the "ATE" becomes the effect on that
 arm (IHDP: 139 treated of 747, the SVM "ATE" is the ATT; MAE 0.62 vs 0.30 for the difference in
@@ -12,8 +12,8 @@ treated weights uniform)::
     minimise over a in [0, 1]^|A|   f(a) = -2 s + || s mu_G - sum_{k in A} a_k phi(x_k) ||^2 / (2 lam)
 
 with s = sum_k a_k the arm's mass, phi the feature map of the attention kernel
-``K_ij = exp(s_ij) / (h_i h_j)`` (`cina.balancing`) and mu_G the target's mean embedding. It is
-the ATT form of the SVM dual of `cina.balancing` (target arm as one unit) without the cap on the
+``K_ij = exp(s_ij) / (h_i h_j)`` (`cina.core.balancing`) and mu_G the target's mean embedding. It is
+the ATT form of the SVM dual of `cina.core.balancing` (target arm as one unit) without the cap on the
 target's mass: lam trades the arm's mass (effective sample size) against the kernel MMD between
 the weighted arm and the target. Weights are a / s.
 
@@ -27,17 +27,15 @@ reach the converged ATE error (MAE/sd(y) 0.127 at 30, 0.128 at 1000 steps); the 
 (equal-mass, box-capped target) version needed ~300 steps for the same.
 
 Memory: the kernel is materialised once, (B, N, N), when ``B * N^2 <= max_elements``, else every
-product is computed in row blocks by `cina.balancing.kernel_matvec` (O(N) memory, N^2 time per
+product is computed in row blocks by `cina.core.balancing.kernel_matvec` (O(N) memory, N^2 time per
 step). All shapes: keys (B, N, D), t / mask / alpha (B, N), att (B,) bool.
 """
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 
-from .balancing import DEFAULT_BLOCK_ELEMENTS, _row_blocks, auto_block_size, dense_kernel, kernel_matvec, log_normalizer
+from .kernel import DEFAULT_BLOCK_ELEMENTS, _row_blocks, auto_block_size, dense_kernel, kernel_matvec, log_normalizer
 
 __all__ = ["KERNEL_FORMS", "KernelOperator", "free_and_target", "gaussian_keys", "solve_target_balance", "target_objective"]
 
@@ -49,7 +47,7 @@ def gaussian_keys(x: torch.Tensor, feature_mask: torch.Tensor) -> torch.Tensor:
     """Keys of the Gaussian balancing kernel on standardised covariates.
 
     Args:
-        x: (B, N, D) standardised covariates (`cina.balancing.standardize_covariates`), zero on
+        x: (B, N, D) standardised covariates (`cina.core.balancing.standardize_covariates`), zero on
             padded units and features; feature_mask: (B, D).
 
     Returns:
@@ -87,7 +85,7 @@ class KernelOperator:
       The usual kernel-balancing kernel (Hazlett 2020; Kallus 2020): every unit's feature
       vector has the same norm.
     * ``"attention"``: ``K_ij = exp(s_ij) / (h_i h_j)`` with ``s_ij = k_i . k_j / sqrt(D)`` and
-      the softmax normalisers h (`cina.balancing`), the paper's kernel. Its features are the
+      the softmax normalisers h (`cina.core.balancing`), the paper's kernel. Its features are the
       Gaussian ones divided by a kernel-density estimate, so units in sparse regions dominate
       the balance.
 
@@ -434,7 +432,7 @@ def solve_target_balance(
     """Target-balancing weights by ``steps`` unrolled FISTA steps (each one attention layer).
 
     Args:
-        keys: (B, N, D) tied keys (e.g. `cina.balancing.covariate_keys`).
+        keys: (B, N, D) tied keys (e.g. `cina.core.balancing.covariate_keys`).
         t: (B, N) 0/1; mask: (B, N) bool; att: (B,) bool, True for ATT datasets.
         lam: absolute penalty, float or (B,) (`cina.CInA` uses lam / N per dataset).
         alpha0: (B, N) starting weights in [0, 1] (the network's guess); None = all ones
@@ -444,7 +442,7 @@ def solve_target_balance(
         landmarks: Nystrom rank for datasets too large for a dense kernel (`KernelOperator`);
             None = exact row blocks (O(N^2) time per step).
         form: the kernel form, "gaussian" or "attention" (`KernelOperator`); the keys must
-            match it (`gaussian_keys` or `cina.balancing.covariate_keys`).
+            match it (`gaussian_keys` or `cina.core.balancing.covariate_keys`).
 
     Returns:
         dict: ``alpha`` (B, N) raw weights in [0, 1] (ATT treated 1, padding 0), ``objective``
