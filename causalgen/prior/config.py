@@ -136,6 +136,13 @@ class QCConfig:
     #: reject tasks whose Monte-Carlo population ATE has a larger standard error
     #: (units of Y, whose control-world sd is ~1)
     max_ate_se: float = 0.1
+    #: reject tasks whose unit-level effect y1 - y0 has an upper tail index (Hill estimate on
+    #: the Monte-Carlo sample) below this: such a tail has (nearly) infinite variance, so no
+    #: affordable sample pins the population ATE down (causalgen.prior.ate)
+    min_effect_tail_index: float = 2.5
+    #: reject tasks whose Monte-Carlo sample variance (on which ate_se rests) has a larger
+    #: relative standard error, sqrt((kurtosis - 1) / units): a few units carry the variance
+    max_effect_variance_error: float = 0.5
     max_attempts: int = 25
 
 
@@ -170,10 +177,12 @@ class TaskConfig:
     #: units of the fresh interventional sample for the Monte-Carlo population ATE
     #: (used only when no closed form exists): the most it may use, see below
     ate_mc_units: int = 4096
-    #: the Monte-Carlo sample grows in rounds of this many units until the
-    #: standard error of the ATE is <= ate_mc_tolerance (in units of Y, whose
-    #: control-world sd is ~1) or ate_mc_units is reached; 0 = always use all
+    #: the Monte-Carlo sample size is fixed from the task's own units (the pilot) to
+    #: reach this standard error (in units of Y, whose control-world sd is ~1), within
+    #: ate_mc_units; 0 = always use all ate_mc_units (causalgen.prior.ate)
     ate_mc_tolerance: float = 0.01
+    #: fresh units are simulated in rounds of this many (memory), and the sample is a
+    #: whole number of rounds of at least one
     ate_mc_round_units: int = 1024
     #: "auto": closed form where one exists, else Monte Carlo; "monte_carlo": always
     ate_method: str = "auto"
@@ -416,6 +425,10 @@ def validate(cfg: TaskConfig) -> TaskConfig:
         raise ConfigError(f"qc.min_outcome_std: expected a number >= 0, got {q.min_outcome_std!r}")
     if isinstance(q.max_ate_se, bool) or not isinstance(q.max_ate_se, (int, float)) or not q.max_ate_se > 0:
         raise ConfigError(f"qc.max_ate_se: expected a number > 0, got {q.max_ate_se!r}")
+    for name in ("min_effect_tail_index", "max_effect_variance_error"):
+        v = getattr(q, name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
+            raise ConfigError(f"qc.{name}: expected a number >= 0, got {v!r}")
     if not q.max_abs_value > 0:
         raise ConfigError(f"qc.max_abs_value: expected a number > 0, got {q.max_abs_value!r}")
 

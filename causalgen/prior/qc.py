@@ -8,7 +8,10 @@ QC rejects a task whose covariates, potential outcomes or propensities are
 non-finite or larger than ``qc.max_abs_value``, that has fewer than
 ``qc.min_units_per_arm`` units in an arm, whose observed outcome is (nearly)
 constant, whose ATE is not finite or too large, or whose Monte-Carlo ATE has a
-standard error above ``qc.max_ate_se``; the first failing check names the reason.
+standard error above ``qc.max_ate_se``, or whose unit-level effect is too
+heavy-tailed for any affordable Monte-Carlo sample to pin its population mean down
+(``qc.min_effect_tail_index``, ``qc.max_effect_variance_error``); the first failing check
+names the reason.
 """
 
 from __future__ import annotations
@@ -90,12 +93,14 @@ def summarise(y0: np.ndarray, y1: np.ndarray, t: np.ndarray, e: np.ndarray, n_un
 
 
 def rejections(cfg: TaskConfig, peaks: np.ndarray, s: Summaries, n_units: np.ndarray, ate: np.ndarray,
-               ate_se: np.ndarray | None = None) -> list:
+               ate_se: np.ndarray | None = None, tail_index: np.ndarray | None = None,
+               variance_error: np.ndarray | None = None) -> list:
     """A rejection reason (str) or None per task.
 
     peaks: (4, B) max |.| of x, y0, y1 and the propensity over the real units
     (NaN or inf where some value is not finite). ate_se: (B,) standard errors of
-    the population ATE (0 where exact)."""
+    the population ATE (0 where exact). tail_index, variance_error: (B,) tail statistics
+    of the unit-level effect (`causalgen.prior.ate.MonteCarlo`; inf / 0 where exact)."""
     q = cfg.qc
     bad = ~np.isfinite(peaks) | (peaks > q.max_abs_value)
     first = np.argmax(bad, axis=0)
@@ -110,6 +115,11 @@ def rejections(cfg: TaskConfig, peaks: np.ndarray, s: Summaries, n_units: np.nda
         # the observed sample looks tame: such a target would poison supervised training.
         (np.isfinite(ate) & (np.abs(ate) > q.max_abs_value), "exploding_values"),
     ]
+    if tail_index is not None and variance_error is not None:
+        # before imprecise_ate: a heavy tail is the reason its standard error cannot be trusted
+        heavy = ((np.nan_to_num(tail_index, nan=0.0) < q.min_effect_tail_index)
+                 | (np.nan_to_num(variance_error, nan=np.inf) > q.max_effect_variance_error))
+        checks.append((heavy, "heavy_tailed_effect"))
     if ate_se is not None:
         checks.append((np.nan_to_num(ate_se, nan=np.inf) > q.max_ate_se, "imprecise_ate"))
     reasons: list = [None] * len(ate)

@@ -25,7 +25,7 @@ from typing import Iterable
 
 import numpy as np
 
-from .ate import analytic, monte_carlo_ate
+from .ate import analytic, estimation_units, monte_carlo_ate, pilot_statistics
 from .config import MECHANISMS, NOISE_FAMILIES, TaskConfig
 from .presets import load_config
 from .draft import Draft, draft_structure, draw_parameters, padded_units
@@ -111,22 +111,42 @@ def _simulate(draft: Draft, n_pad: int, noise, fast: bool, workspace: Workspace 
     return _Outputs(cal=cal, **merged)
 
 
-def _ground_truth(cfg: TaskConfig, draft: Draft, cal: Calibration, exact: np.ndarray,
-                  workspace: Workspace | None = None):
-    """(ate, ate_se, mc_units, closed_form) per task; `exact` holds the ATE
-    the linear fast path already found (NaN elsewhere)."""
+@dataclass
+class _Truth:
+    """Ground truth of a batch, (B,) each: population ATE, its standard error, fresh units used,
+    closed form or not, and the Monte-Carlo tail statistics (index inf, error 0 where exact)."""
+
+    ate: np.ndarray
+    se: np.ndarray
+    units: np.ndarray
+    closed: np.ndarray
+    tail_index: np.ndarray
+    variance_error: np.ndarray
+
+
+def _ground_truth(cfg: TaskConfig, draft: Draft, out: _Outputs, workspace: Workspace | None = None) -> _Truth:
+    """The population ATE of every task; `out.exact` holds the ATE the linear fast path already
+    found (NaN elsewhere), and the factual potential outcomes are the Monte-Carlo pilot."""
     n_tasks = len(draft)
     closed = analytic(draft) if cfg.ate_method == "auto" else np.zeros(n_tasks, bool)
-    ate = np.where(closed, exact, np.nan)
-    todo = closed & np.isnan(exact)
+    ate = np.where(closed, out.exact, np.nan)
+    todo = closed & np.isnan(out.exact)
     if todo.any():
-        ate[todo] = linear_ate(draft.scm, cal, todo)[todo]
+        ate[todo] = linear_ate(draft.scm, out.cal, todo)[todo]
     se = np.zeros(n_tasks)
     units = np.zeros(n_tasks, dtype=np.int64)
+    tail = np.full(n_tasks, np.inf)
+    variance_error = np.zeros(n_tasks)
     mc = np.flatnonzero(~closed)
     if len(mc):
-        ate[mc], se[mc], units[mc] = monte_carlo_ate(cfg, draft.take(mc), cal.take(mc), workspace)
-    return ate, se, units, closed
+        centre, pilot_sd, pilot_tail = pilot_statistics(out.y0[mc], out.y1[mc], draft.n_units[mc])
+        n_est = estimation_units(cfg, pilot_sd, pilot_tail)
+        res = monte_carlo_ate(cfg, draft.take(mc), out.cal.take(mc), n_est, centre, workspace)
+        ate[mc], se[mc], units[mc] = res.ate, res.se, res.units
+        # The pilot's own tail index (a few hundred units, k = 10-20 order statistics) is too
+        # noisy to reject on; it sizes the sample (estimation_units), and the larger sample judges.
+        tail[mc], variance_error[mc] = res.tail_index, res.variance_error
+    return _Truth(ate=ate, se=se, units=units, closed=closed, tail_index=tail, variance_error=variance_error)
 
 
 # ------------------------------------------------------------------ quality control
@@ -176,9 +196,9 @@ def _label_codes(draft: Draft):
     return mech, noise
 
 
-def _records(cfg: TaskConfig, draft: Draft, out: _Outputs, stats: qc.Summaries, truth, reasons) -> list:
+def _records(cfg: TaskConfig, draft: Draft, out: _Outputs, stats: qc.Summaries, truth: _Truth, reasons) -> list:
     """A Task per accepted task (its reason string otherwise)."""
-    ate, ate_se, units, closed = truth
+    ate, ate_se, units, closed = truth.ate, truth.se, truth.units, truth.closed
     scm, roles = draft.scm, draft.roles
     mech_code, noise_code = _label_codes(draft)
     inner = (scm.kind == INNER) | (scm.kind == OUTCOME)
@@ -260,9 +280,10 @@ def _simulate_group(cfg: TaskConfig, draft: Draft, workspace: Workspace | None =
     # and resamples such tasks, so numpy's warnings would only be noise.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         out = _simulate(draft, n_pad, noise, LINEAR_FAST_PATH, workspace)
-        truth = _ground_truth(cfg, draft, out.cal, out.exact, workspace)
+        truth = _ground_truth(cfg, draft, out, workspace)
     stats = qc.summarise(out.y0, out.y1, out.t, out.e, draft.n_units)
-    reasons = qc.rejections(cfg, _peaks(cfg, draft, out), stats, draft.n_units, truth[0], truth[1])
+    reasons = qc.rejections(cfg, _peaks(cfg, draft, out), stats, draft.n_units, truth.ate, truth.se,
+                            truth.tail_index, truth.variance_error)
     return _records(cfg, draft, out, stats, truth, reasons)
 
 
