@@ -2,6 +2,7 @@
 
 Graph, roles, mechanisms and noise are drawn (`draft`), the SCM is simulated in both worlds
 (`scm`, `linear`), the population ATE found (`ate`) and quality-checked (`qc`) by `sampler`.
+`tables` reads real covariate tables (and a bundled default pool) for the semi-synthetic mode.
 This room imports nothing else of causalgen: `store` and `hub` build on it, never the reverse.
 """
 

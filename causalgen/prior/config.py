@@ -14,6 +14,17 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 GRAPH_FAMILIES = ("erdos_renyi", "scale_free", "fixed")
 MECHANISMS = ("linear", "mlp", "rff", "poly")
+#: kinds of observed root covariate taken from a real table (semi-synthetic mode; see
+#: `causalgen.prior.tables.infer_type` for the rule that assigns them):
+#:   binary          {0, 1}-valued, or any two levels
+#:   ordinal         integer-coded ordered levels (a few)
+#:   categorical     integer-coded unordered levels (declared: values cannot tell it from ordinal)
+#:   count           non-negative integers (many distinct values)
+#:   semicontinuous  a point mass at zero plus a positive, skewed part (earnings-like)
+#:   bounded         values in a bounded interval (e.g. [0, 1] shares)
+#:   skewed          continuous with strong skew
+#:   continuous      everything else
+COVARIATE_TYPES = ("continuous", "binary", "ordinal", "categorical", "count", "semicontinuous", "bounded", "skewed")
 NOISE_FAMILIES = ("gaussian", "laplace", "student_t", "uniform")
 ACTIVATIONS = ("tanh", "relu", "sigmoid", "square", "identity", "sin")
 
