@@ -13,6 +13,13 @@ is the obvious per-task loop: new ER graph + weights + ancestral sampling with
 alternating paired measurements, and the ratio is the median of the per-pair
 ratios, so it is robust to a noisy, shared machine.
 
+With ``--baseline REV`` each workload is also run by the causalgen of git revision REV (its
+package extracted to a temporary folder and run in a worker process beside a worker running
+this checkout, measured alternately), and the table gets a column "vs REV": this checkout's
+rate over REV's (median of paired runs), to show a change does not slow the sampler down.
+The presets ``realistic`` and ``semi-synthetic`` get rows of their own (tasks/s and unit-nodes/s,
+the sum of N x J over the tasks per second), from the same kind of paired workers.
+
 Two more columns put the targets in context: "noise alone" is the rate at which
 this machine draws nothing but each task's factual Gaussian noise (N x nodes
 values, by the sampler's own fastest route), a ceiling for any design that draws
@@ -21,6 +28,7 @@ the Monte-Carlo population ATE needed per task (0 where the ATE has a closed for
 
     python scripts/bench_generate.py            # all workloads, prints a markdown table
     python scripts/bench_generate.py --quick    # fewer tasks (smoke test)
+    python scripts/bench_generate.py --baseline d2b0770 --presets realistic semi-synthetic
 """
 
 from __future__ import annotations
@@ -32,7 +40,12 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUME
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tarfile  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -129,13 +142,110 @@ def paired_rates(ours, plain, n_ours: int, n_plain: int, repeats: int):
     return float(np.median(o)), float(np.median(p)), float(np.median(o / p))
 
 
+# ------------------------------------------------------------------ paired workers (this checkout vs a revision)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _config_of(spec: str):
+    """A workload name or a preset name -> its config (the same in every revision)."""
+    if spec in WORKLOADS:
+        return workload_config(*WORKLOADS[spec])
+    return causalgen.load_config(spec)
+
+
+def worker_loop() -> None:
+    """``--worker``: read "SPEC N REP" lines, answer "RATE UNIT_NODES_PER_S" (tasks/s of
+    sample_tasks on N fresh seeds, after one warm-up call per spec)."""
+    warmed = set()
+    for line in sys.stdin:
+        spec, n, rep = line.split()
+        cfg = _config_of(spec)
+        if spec not in warmed:
+            causalgen.sample_tasks(cfg, range(10**9, 10**9 + 16))
+            warmed.add(spec)
+        seeds = range(int(rep) * 1_000_000, int(rep) * 1_000_000 + int(n))
+        start = time.perf_counter()
+        tasks = causalgen.sample_tasks(cfg, seeds)
+        dt = time.perf_counter() - start
+        unit_nodes = sum(t.n_units * t.n_nodes for t in tasks)
+        print(f"{len(tasks) / dt} {unit_nodes / dt}", flush=True)
+
+
+class Worker:
+    """A persistent worker process running the causalgen found at `pythonpath` (or this checkout)."""
+
+    def __init__(self, pythonpath: str | None = None):
+        env = dict(os.environ)
+        if pythonpath:
+            env["PYTHONPATH"] = pythonpath + os.pathsep + env.get("PYTHONPATH", "")
+        self.proc = subprocess.Popen([sys.executable, __file__, "--worker"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, env=env, cwd=pythonpath or str(ROOT))
+
+    def rate(self, spec: str, n: int, rep: int) -> tuple[float, float]:
+        self.proc.stdin.write(f"{spec} {n} {rep}\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"bench worker died while sampling {spec}")
+        a, b = line.split()
+        return float(a), float(b)
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+def extract_revision(rev: str, dest: str) -> str:
+    """causalgen/ of git revision `rev`, extracted under `dest`; returns the folder to put on sys.path."""
+    data = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "causalgen"], check=True, capture_output=True).stdout
+    import io
+
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(dest, filter="data")
+    return dest
+
+
+def paired_workers(specs, seconds: float, repeats: int, baseline: str | None):
+    """{spec: (tasks/s here, unit-nodes/s here, ratio here / baseline or None)} from alternating
+    measurements of two workers."""
+    here = Worker()
+    tmp = tempfile.TemporaryDirectory() if baseline else None
+    there = Worker(extract_revision(baseline, tmp.name)) if baseline else None
+    out = {}
+    try:
+        for spec in specs:
+            pilot, _ = here.rate(spec, 16, 0)
+            n = max(16, int(pilot * seconds))
+            rates, unit_rates, ratios = [], [], []
+            for rep in range(1, repeats + 1):
+                r, u = here.rate(spec, n, rep)
+                rates.append(r)
+                unit_rates.append(u)
+                if there is not None and spec in WORKLOADS:  # presets new in this checkout have no baseline
+                    ratios.append(r / there.rate(spec, n, rep)[0])
+            out[spec] = (float(np.median(rates)), float(np.median(unit_rates)),
+                         float(np.median(ratios)) if ratios else None)
+    finally:
+        here.close()
+        if there is not None:
+            there.close()
+            tmp.cleanup()
+    return out
+
+
 def main(argv=None) -> int:
+    if argv is None and sys.argv[1:2] == ["--worker"]:
+        worker_loop()
+        return 0
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workloads", nargs="*", default=list(WORKLOADS), choices=list(WORKLOADS))
     ap.add_argument("--seconds", type=float, default=2.0, help="target seconds per measurement")
     ap.add_argument("--repeats", type=int, default=5, help="paired (ours, plain) measurements; medians reported")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 0.3 s per measurement, 1 repeat")
     ap.add_argument("--json", help="also write the results to this JSON file")
+    ap.add_argument("--baseline", metavar="REV", help="also run git revision REV and report this checkout's rate over it")
+    ap.add_argument("--presets", nargs="*", default=[], help="presets with a row of their own (e.g. realistic semi-synthetic)")
     args = ap.parse_args(argv)
     if args.quick:
         args.seconds, args.repeats = 0.3, 1
@@ -176,14 +286,31 @@ def main(argv=None) -> int:
               f"(x{ratio:.2f}, median of paired runs); target {target:,}/s; drawing the factual noise alone: "
               f"{ceiling:,.0f} tasks/s; Monte-Carlo ATE units per task: {mc_units:,.0f}", flush=True)
 
+    vs = {}
+    if args.baseline or args.presets:
+        vs = paired_workers(args.workloads + args.presets if args.baseline else args.presets, args.seconds,
+                            args.repeats, args.baseline)
     print()
+    rev = f" | vs {args.baseline}" if args.baseline else ""
     print("| workload | causalgen tasks/s (full ground truth) | plain numpy loop tasks/s | ratio | target | "
-          "noise alone tasks/s | MC ATE units per task | fastest existing (reported) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---|")
+          f"noise alone tasks/s | MC ATE units per task{rev} | fastest existing (reported) |")
+    print("|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if args.baseline else "") + "---|")
     for r in rows:
+        extra = f" | {vs[r['workload']][2]:.2f}x" if args.baseline else ""
+        r["vs_baseline"] = vs[r["workload"]][2] if args.baseline else None
         print(f"| {r['workload']} | {r['ours_tasks_per_s']:,.0f} | {r['plain_numpy_tasks_per_s']:,.0f} | "
               f"{r['ratio_vs_plain']:.2f}x | {r['target_tasks_per_s']:,} | {r['noise_only_tasks_per_s']:,.0f} | "
-              f"{r['mean_mc_ate_units']:,.0f} | {r['fastest_existing']} |")
+              f"{r['mean_mc_ate_units']:,.0f}{extra} | {r['fastest_existing']} |")
+    if args.presets:
+        print()
+        print("| preset | tasks/s | unit-nodes/s (sum of N x J per second) | mean N | mean J | mean d |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for spec in args.presets:
+            tasks = causalgen.sample_tasks(spec, range(60))
+            rate, units, _ = vs[spec]
+            rows.append({"workload": spec, "ours_tasks_per_s": round(rate, 2), "unit_nodes_per_s": round(units)})
+            print(f"| {spec} | {rate:,.1f} | {units:,.0f} | {np.mean([t.n_units for t in tasks]):,.0f} | "
+                  f"{np.mean([t.n_nodes for t in tasks]):.0f} | {np.mean([t.n_covariates for t in tasks]):.0f} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)

@@ -45,7 +45,7 @@ def test_the_sample_size_is_fixed_before_any_fresh_unit():
     checked = 0
     for task in sample_tasks(cfg, range(60)):
         if task.meta["ate_method"] == "monte_carlo":
-            _, sd, tail_pilot = pilot_statistics(task.y0[None], task.y1[None], np.array([task.n_units]))
+            _, sd, tail_pilot = pilot_statistics(task.ite[None], np.array([task.n_units]))
             assert task.meta["ate_mc_units"] == estimation_units(cfg, sd, tail_pilot)[0], task.meta["seed"]
             checked += 1
     assert checked > 30

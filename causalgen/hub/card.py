@@ -274,6 +274,72 @@ def render_figure(columns: Mapping[str, np.ndarray], path: str | os.PathLike) ->
 # ------------------------------------------------------------------ the card
 
 
+def wider_prior_text(config: Mapping[str, Any]) -> str:
+    """Steps of the generative process that only configs of the wider prior have (typed and
+    distorted covariates, irrelevant and weak ones, binary outcomes, real-table roots); empty
+    for the others."""
+    parts = []
+    cov, out, tab = config.get("covariates"), config.get("outcome"), config.get("tables")
+    if cov:
+        types = ", ".join(f"{k} {v:g}" for k, v in cov["types"].items())
+        parts.append(
+            "8. **Covariate types.** Every simulated node but T and Y has an observation type drawn from the "
+            f"mixture ({types}). A typed node turns its latent value s into its observed value: binary "
+            "`1[s > c]`; ordinal `#{cuts below s}`, integer codes 0..k-1 in the node's order "
+            f"(k from {cov['levels'][0]} to {cov['levels'][1]}, every level holding at least 5% of the units); categorical "
+            "the ordinal code passed through a random permutation, so the integer codes carry no order; count "
+            "`floor(mu exp(sigma s))`; semicontinuous `0` below a quantile of s and `scale (exp(sigma (s - c)) - 1)` above "
+            "(a point mass at zero plus a skewed positive part, like earnings); bounded `sigmoid(a s + b)` in (0, 1); "
+            "skewed `scale exp(sigma s)`. Cut points are quantiles on the task's own units. The node's children read the "
+            "typed value standardised, and `x` holds the typed value itself (`covariate_types` names each column's type), "
+            "so the DAG semantics are exact.")
+        if cov.get("distortion_prob", 0) > 0:
+            parts.append(
+                f"9. **Distorted measurement.** With probability {cov['distortion_prob']:g} a continuous covariate's column is a "
+                "random increasing transform of the node (exp(a z), z^3, sign(z)|z|^p or z / (c + |z|); "
+                "`meta.covariate_distortions`), while its children read the node itself.")
+        if cov["irrelevant"][1] > 0 or cov.get("weak_prob", 0) > 0:
+            parts.append(
+                f"10. **Covariates that barely matter.** {cov['irrelevant'][0]}-{cov['irrelevant'][1]} irrelevant covariates per "
+                "task form a DAG of their own with no edge to the main graph (d-separated from T and Y); with probability "
+                f"{cov.get('weak_prob', 0):g} a pre-treatment node is a weak-signal covariate whose children read it multiplied "
+                f"by {cov['weak_scale'][0]:g}-{cov['weak_scale'][1]:g} (`covariate_relevance`).")
+    if out and out["types"].get("binary", 0) > 0:
+        parts.append(
+            "11. **Binary outcomes.** A share of tasks (outcome mixture "
+            + ", ".join(f"{k} {v:g}" for k, v in out["types"].items())
+            + ") has a binary outcome: the continuous outcome y* of the SCM gives p = sigmoid(a y* + b), with b "
+            "calibrated to a prevalence of "
+            f"{out['prevalence'][0]:g}-{out['prevalence'][1]:g} on the task's units, and Y = 1[u < p] with one exogenous "
+            "uniform u per unit shared by both worlds. `ate` is E[p1 - p0] (the probability scale), `sate` and `att` "
+            "average y1 - y0.")
+    if tab:
+        parts.append(
+            "12. **Real-table covariates.** The observed root covariates of a task are "
+            f"{tab['columns'][0]}-{tab['columns'][1]} columns of one real table (chosen at random from "
+            + ", ".join(f"`{s}`" for s in tab["sources"])
+            + "); the table's complete rows are the task's population (the SCM is simulated on all of them and "
+            "`ate` is their exact mean effect, `ate_se = 0`), the task's units a random subset, and `meta.table` "
+            "records the table, its sha256, the columns and the rows used. Missing values: "
+            f"`{tab['missing']}` (columns with more than 20% missing are dropped, then incomplete rows). "
+            "The default pool holds tables bundled inside scikit-learn and statsmodels only; none of them is or "
+            "derives from an evaluation benchmark (IHDP, LaLonde/NSW/PSID/CPS, Twins, RealCause, ACIC, Jobs).")
+        if "default" in tab["sources"]:
+            parts.append(_pool_table())
+    return "\n".join(parts)
+
+
+def _pool_table() -> str:
+    """The default pool of real tables as a markdown table (causalgen.prior.tables.pool_summary)."""
+    from ..prior.tables import pool_summary
+
+    lines = ["", "| table | rows x columns | column types | what |", "|---|---|---|---|"]
+    for row in pool_summary():
+        types = ", ".join(f"{k} {v}" for k, v in row["types"].items())
+        lines.append(f"| `{row['name']}` | {row['rows']} x {row['columns']} | {types} | {row['description']} |")
+    return "\n".join(lines) + "\n"
+
+
 def render_card(
     manifest: PublishedManifest,
     *,
@@ -304,7 +370,8 @@ def render_card(
         "split_names": ", ".join(s for s in SPLITS if counts[s]),
         "splits_table": splits_table(manifest),
         "shard_size": str(manifest.shard_size),
-        "generative_process": _fill(process, {}, PROCESS_TEMPLATES.get(kind, "process")).strip(),
+        "generative_process": _fill(process, {"wider_prior": wider_prior_text(manifest.config)},
+                                    PROCESS_TEMPLATES.get(kind, "process")).strip(),
         "config_name": str(manifest.config.get("name", "custom")),
         "parameter_table": parameter_table(manifest.config),
         "corpus_seed": str(src["corpus_seed"]),

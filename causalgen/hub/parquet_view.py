@@ -36,7 +36,10 @@ def _define_columns() -> None:
         ("n_units", i64, "N, number of units (rows of `x`)."),
         ("n_covariates", i64, "d, number of observed covariates (columns of `x`)."),
         ("n_nodes", i64, "J, number of nodes of the causal graph (observed, hidden, treatment, outcome, post-treatment)."),
-        ("x", List(List(f32)), "(N, d) observed pre-treatment covariates, standardised per node; column k is graph node `covariate_nodes[k]`."),
+        ("x", List(List(f32)), "(N, d) observed pre-treatment covariates; column k is graph node `covariate_nodes[k]`. Continuous nodes are standardised per node; typed ones hold their observed values (`covariate_types`), real-table columns the table's values."),
+        ("covariate_types", List(Value("string")), "(d,) observation type of each column of `x`: continuous, binary (0/1), ordinal (integer codes 0..k-1, ordered), categorical (integer codes 0..k-1, unordered), count, semicontinuous (zeros plus a positive part), bounded (in [0, 1]) or skewed."),
+        ("covariate_relevance", List(Value("string")), "(d,) `relevant`, `weak` (its children read it scaled down) or `irrelevant` (no path to T or Y: d-separated from both)."),
+        ("outcome_type", Value("string"), "`continuous`, or `binary` (Bernoulli through a latent logit; y, y0, y1 in {0, 1}, effects on the probability scale)."),
         ("t", List(Value("int8")), "(N,) binary treatment, 0 or 1."),
         ("y", List(f32), "(N,) observed outcome; exactly `where(t == 1, y1, y0)`."),
         ("y0", List(f32), "(N,) potential outcome under do(T=0), drawn with the same exogenous noise as the factual world."),
@@ -172,6 +175,12 @@ def tasks_to_table(
         "treatment_node": pa.array(np.asarray([t.treatment_node for t in tasks], dtype=np.int32)),
         "outcome_node": pa.array(np.asarray([t.outcome_node for t in tasks], dtype=np.int32)),
         "identifiable": pa.array(np.asarray([bool(t.identifiable) for t in tasks], dtype=bool)),
+        # tasks of the original prior carry no such meta: every column continuous and relevant
+        "covariate_types": pa.array([list(t.meta.get("covariate_types", ["continuous"] * t.n_covariates)) for t in tasks],
+                                    type=pa.list_(pa.string())),
+        "covariate_relevance": pa.array([list(t.meta.get("covariate_relevance", ["relevant"] * t.n_covariates))
+                                         for t in tasks], type=pa.list_(pa.string())),
+        "outcome_type": pa.array([str(t.meta.get("outcome_type", "continuous")) for t in tasks], type=pa.string()),
         # Same canonical JSON as the zarr shards (sorted keys, compact).
         "meta": pa.array([json.dumps(t.meta, sort_keys=True, separators=(",", ":"), allow_nan=True) for t in tasks], type=pa.string()),
     }

@@ -49,7 +49,7 @@ def analytic(draft: Draft) -> np.ndarray:
     anc[rows, scm.treatment] = False
     inner = anc & ((scm.kind == INNER) | (scm.kind == OUTCOME))
     ok = ~np.any(inner & ((scm.family != LINEAR) | scm.pnl), axis=1)
-    return ok & ~scm.mod_tanh
+    return ok & ~scm.mod_tanh & scm.plain()
 
 
 def _reach_outcome_avoiding_treatment(draft: Draft) -> np.ndarray:
@@ -104,17 +104,18 @@ def hill_tail_index(top: np.ndarray, n: np.ndarray) -> np.ndarray:
     return np.where(ref > 0, alpha, np.inf)
 
 
-def pilot_statistics(y0: np.ndarray, y1: np.ndarray, n_units: np.ndarray):
-    """(centre, sd, tail index) of the unit-level effects y1 - y0 of each task's own units.
+def pilot_statistics(effects: np.ndarray, n_units: np.ndarray):
+    """(centre, sd, tail index) of the unit-level effects of each task's own units.
 
-    y0, y1: (B, N) padded factual-sample potential outcomes; n_units: (B,) real units. The
-    factual units are iid draws from the same SCM as fresh units, so they serve as the pilot
-    sample that sizes the Monte-Carlo estimation sample without spending fresh units.
+    effects: (B, N) padded y1 - y0 (p1 - p0 for binary outcomes) of the factual sample;
+    n_units: (B,) real units. The factual units are iid draws from the same SCM as fresh
+    units, so they serve as the pilot sample that sizes the Monte-Carlo estimation sample
+    without spending fresh units.
     """
     n_tasks = len(n_units)
     centre, sd, tail = np.zeros(n_tasks), np.zeros(n_tasks), np.zeros(n_tasks)
     for b in range(n_tasks):
-        ite = np.subtract(y1[b, : n_units[b]], y0[b, : n_units[b]], dtype=np.float64)
+        ite = np.asarray(effects[b, : n_units[b]], dtype=np.float64)
         centre[b] = np.median(ite)
         sd[b] = ite.std(ddof=1)
         d = np.abs(ite - centre[b])
@@ -162,6 +163,18 @@ def estimation_units(cfg: TaskConfig, pilot_sd: np.ndarray, pilot_tail: np.ndarr
     return np.where(pilot_tail < 4.0, cap, units)
 
 
+def _probabilities(y: np.ndarray, outcome, cal: Calibration) -> np.ndarray:
+    """(2, B, N) latent outcomes -> P(Y = 1) for the binary tasks (the others unchanged): the
+    same sigmoid and offset as the task's own units (`sampler._binary_outcomes`)."""
+    from .scm import propensity
+
+    y = y.copy()
+    b = np.flatnonzero(outcome.binary)
+    for w in range(2):
+        y[w, b] = propensity(y[w, b].astype(np.float32), outcome.logit_a[b], cal.outcome_offset[b], 0.0)
+    return y
+
+
 def monte_carlo_ate(cfg: TaskConfig, draft: Draft, cal: Calibration, n_units: np.ndarray, centre: np.ndarray,
                     workspace: Workspace | None = None) -> MonteCarlo:
     """Monte-Carlo population ATE of every task in `draft` on `n_units` (B,) fresh units each.
@@ -199,7 +212,10 @@ def monte_carlo_ate(cfg: TaskConfig, draft: Draft, cal: Calibration, n_units: np
         noise = fresh_noise(cfg, sub, compute[active], m, ws)
         sim = simulate(sub.scm, noise.eps, noise.row, np.full(len(active), m), sub_cal,
                        calibrate=False, compute=simulated[active], workspace=ws, key="mc_values")
-        y = sim.values[:, np.arange(len(active)), sub.scm.outcome].astype(np.float64)
+        y = sim.values[:, np.arange(len(active)), sub.scm.outcome]
+        if sub.outcome is not None and sub.outcome.binary.any():
+            y = _probabilities(y, sub.outcome, sub_cal)
+        y = y.astype(np.float64)
         ite = y[1] - y[0]
         dev = np.abs(ite - centre[active, None])
         keep_k = min(_TAIL_KEEP, m)

@@ -19,7 +19,7 @@ import numpy as np
 from .ate import monte_carlo_ate, pilot_statistics
 from .draft import draft_structure, draw_parameters, padded_units
 from .presets import load_config
-from .sampler import LINEAR_FAST_PATH, _simulate, sample_tasks
+from .sampler import LINEAR_FAST_PATH, _binary_outcomes, _simulate, sample_tasks
 from .scm import Workspace
 from .streams import task_generators
 
@@ -76,8 +76,8 @@ def audit_ates(config, seeds, n_units: int = 1 << 16, *, audit_seed: int = 0, ro
         n_pad = int(padded_units(draft.n_units).max())
         noise = draw_parameters(cfg, draft, n_pad, workspace)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            out = _simulate(draft, n_pad, noise, LINEAR_FAST_PATH, workspace)
-            centre, _, _ = pilot_statistics(out.y0, out.y1, draft.n_units)
+            out = _binary_outcomes(draft, _simulate(draft, n_pad, noise, LINEAR_FAST_PATH, workspace), noise)
+            centre, _, _ = pilot_statistics(out.effects(), draft.n_units)
             fresh = dataclasses.replace(draft, gens=[np.random.default_rng([seed, attempt, AUDIT_STREAM, audit_seed])])
             res = monte_carlo_ate(audit_cfg, fresh, out.cal, np.array([int(n_units)]), centre, workspace)
         audit[i], audit_se[i], variance_error[i] = res.ate[0], res.se[0], res.variance_error[0]

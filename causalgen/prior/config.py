@@ -26,6 +26,11 @@ MECHANISMS = ("linear", "mlp", "rff", "poly")
 #:   continuous      everything else
 COVARIATE_TYPES = ("continuous", "binary", "ordinal", "categorical", "count", "semicontinuous", "bounded", "skewed")
 NOISE_FAMILIES = ("gaussian", "laplace", "student_t", "uniform")
+#: monotone transforms a covariate column may be measured through (`CovariateConfig.distortions`)
+DISTORTIONS = ("exp", "cube", "power", "ratio")
+OUTCOME_TYPES = ("continuous", "binary")
+#: the most levels an ordinal or categorical node may have
+MAX_LEVELS = 10
 ACTIVATIONS = ("tanh", "relu", "sigmoid", "square", "identity", "sin")
 
 
@@ -44,6 +49,10 @@ class GraphConfig:
     #: expected number of parents per node (ER edge probability = 2 k / (J - 1));
     #: for scale-free graphs, the number of edges each new node attaches with
     expected_parents: tuple[float, float] = (1.0, 3.0)
+    #: at most this many parents per node (a node with more keeps its nearest, highest-id
+    #: ones); None = no cap. Large graphs want one: mechanism parameters are drawn for
+    #: (nodes x largest possible in-degree) slots per task
+    max_parents: int | None = None
     #: a fixed user DAG as an edge list over node names (family "fixed");
     #: build it from networkx with `GraphConfig.from_networkx`
     edges: list[tuple[str, str]] | None = None
@@ -169,6 +178,75 @@ class SetoguchiConfig:
 
 
 @dataclass
+class CovariateConfig:
+    """How covariates are measured and how many of them matter (`TaskConfig.covariates`).
+
+    Without this section every node is continuous, x holds the nodes themselves and every
+    covariate is part of the main graph. The semantics are in `causalgen.prior.measure`.
+    """
+
+    #: observation type of every non-treatment, non-outcome node, sampled per node
+    #: (COVARIATE_TYPES); children read the typed value, standardised, and x holds it
+    types: dict[str, float] = field(default_factory=lambda: {"continuous": 1.0})
+    #: levels of ordinal and categorical nodes, inclusive range
+    levels: tuple[int, int] = (3, 6)
+    #: share of units at level 1 of a binary node
+    binary_share: tuple[float, float] = (0.1, 0.9)
+    #: share of zeros of a semicontinuous node
+    zero_share: tuple[float, float] = (0.2, 0.7)
+    #: probability, per continuous node, that its column in x is a random monotone transform of
+    #: it (DISTORTIONS) while its children read the node itself
+    distortion_prob: float = 0.0
+    distortions: dict[str, float] = field(default_factory=lambda: {d: 1.0 for d in DISTORTIONS})
+    #: irrelevant covariates: extra nodes forming a DAG of their own, with no path to T or Y
+    #: (d-separated from both), inclusive range per task
+    irrelevant: tuple[int, int] = (0, 0)
+    #: probability that a pre-treatment node is a weak-signal covariate: its children read it
+    #: multiplied by a factor drawn from weak_scale
+    weak_prob: float = 0.0
+    weak_scale: tuple[float, float] = (0.05, 0.2)
+
+
+@dataclass
+class OutcomeConfig:
+    """The outcome's type (`TaskConfig.outcome`); without this section it is continuous.
+
+    A binary outcome is Bernoulli through a latent logit: the continuous outcome of the SCM,
+    y*, gives p = sigmoid(a y* + b) with b calibrated to the prevalence on the task's own units,
+    and Y = 1[u < p] with the unit's exogenous uniform u shared by both worlds.
+    """
+
+    #: mixture over OUTCOME_TYPES, sampled per task
+    types: dict[str, float] = field(default_factory=lambda: {"continuous": 1.0})
+    #: P(Y = 1) of a binary outcome on the task's own units (the offset b hits it)
+    prevalence: tuple[float, float] = (0.1, 0.9)
+    #: slope a of the latent logit (y* has sd ~1)
+    logit_scale: tuple[float, float] = (1.0, 3.0)
+
+
+@dataclass
+class TableConfig:
+    """Real-table covariates (`TaskConfig.tables`, the semi-synthetic mode).
+
+    Per task one table is drawn (uniformly among the sources), then a random subset of its
+    columns becomes observed root covariates and the table's rows are the task's population:
+    the SCM is simulated on every row, the task's units are a random subset of them, and the
+    population ATE is the exact mean over the table (`ate_se = 0`). ``graph.n_nodes`` then
+    counts the simulated nodes besides the table's columns.
+    """
+
+    #: pool names ("sklearn:NAME", "statsmodels:NAME", "default" = causalgen.prior.tables'
+    #: DEFAULT_POOL), CSV/Parquet paths or folders of them (in Python also pandas DataFrames)
+    sources: list = field(default_factory=lambda: ["default"])
+    #: number of the table's columns used per task, inclusive range (capped by the table)
+    columns: tuple[int, int] = (2, 20)
+    #: missing values: "drop_rows" (columns > 20% missing dropped, then incomplete rows) or "error"
+    missing: str = "drop_rows"
+    #: drop text columns instead of refusing the table
+    drop_text: bool = False
+
+
+@dataclass
 class TaskConfig:
     """Everything `sample_task` needs besides the seed."""
 
@@ -177,6 +255,8 @@ class TaskConfig:
     name: str = "custom"
     #: number of units N, inclusive range
     n_units: tuple[int, int] = (200, 1000)
+    #: how N is drawn from n_units: "linear" (uniform) or "log" (log-uniform)
+    n_units_scale: str = "linear"
     graph: GraphConfig = field(default_factory=GraphConfig)
     roles: RoleConfig = field(default_factory=RoleConfig)
     mechanism: MechanismConfig = field(default_factory=MechanismConfig)
@@ -197,15 +277,25 @@ class TaskConfig:
     ate_mc_round_units: int = 1024
     #: "auto": closed form where one exists, else Monte Carlo; "monte_carlo": always
     ate_method: str = "auto"
+    #: optional sections of the wider prior (None: off, and absent from to_dict, so configs
+    #: written before they existed keep their digest)
+    covariates: CovariateConfig | None = None
+    outcome: OutcomeConfig | None = None
+    tables: TableConfig | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_jsonable(dataclasses.asdict(self))
+        d = _to_jsonable(dataclasses.asdict(self))
+        for key, off in _OPTIONAL_DEFAULTS.items():
+            if d.get(key) == off:
+                del d[key]
+        if self.tables is not None:
+            d["tables"]["sources"] = [_source_name(v) for v in self.tables.sources]
+        return d
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TaskConfig":
+    def from_dict(cls, data: dict[str, Any], _validate: bool = True) -> "TaskConfig":
         cfg = _build(cls, data, path="")
-        validate(cfg)
-        return cfg
+        return validate(cfg) if _validate else cfg
 
     def replace(self, **changes) -> "TaskConfig":
         """A validated copy with top-level fields replaced (dotted keys allowed)."""
@@ -214,9 +304,27 @@ class TaskConfig:
             parts = key.replace("__", ".").split(".")
             node = d
             for p in parts[:-1]:
+                if node.get(p) is None and p in _SECTIONS:  # an optional section switched on
+                    node[p] = _to_jsonable(dataclasses.asdict(_SECTIONS[p]()))
                 node = node[p]
             node[parts[-1]] = value
-        return TaskConfig.from_dict(d)
+        out = TaskConfig.from_dict(d, _validate=False)
+        if self.tables is not None and out.tables is not None and "tables.sources" not in {
+                k.replace("__", ".") for k in changes}:
+            out.tables.sources = list(self.tables.sources)  # keep in-memory tables (DataFrames)
+        return validate(out)
+
+
+#: the optional sections and their value when off (dropped from to_dict then)
+_SECTIONS = {"covariates": CovariateConfig, "outcome": OutcomeConfig, "tables": TableConfig}
+_OPTIONAL_DEFAULTS = {"covariates": None, "outcome": None, "tables": None, "n_units_scale": "linear"}
+
+
+def _source_name(source) -> str:
+    """A table source as a config can hold it; an in-memory DataFrame cannot be written down."""
+    if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
+        return str(source)
+    return f"<{type(source).__name__}>"
 
 
 # ---------------------------------------------------------------- (de)serialisation
@@ -359,6 +467,8 @@ def validate(cfg: TaskConfig) -> TaskConfig:
     _check_mixture("graph.families", g.families, GRAPH_FAMILIES)
     _check_range("graph.n_nodes", g.n_nodes, low_bound=3, high_bound=200, integer=True)
     _check_range("graph.expected_parents", g.expected_parents, low_bound=0.0)
+    if g.max_parents is not None and (isinstance(g.max_parents, bool) or not isinstance(g.max_parents, int) or g.max_parents < 1):
+        raise ConfigError(f"graph.max_parents: expected null or an integer >= 1, got {g.max_parents!r}")
     fixed = g.families.get("fixed", 0) > 0
     if fixed:
         if len([k for k, w in g.families.items() if w > 0]) != 1:
@@ -442,6 +552,42 @@ def validate(cfg: TaskConfig) -> TaskConfig:
             raise ConfigError(f"qc.{name}: expected a number >= 0, got {v!r}")
     if not q.max_abs_value > 0:
         raise ConfigError(f"qc.max_abs_value: expected a number > 0, got {q.max_abs_value!r}")
+
+    if cfg.n_units_scale not in ("linear", "log"):
+        raise ConfigError(f"n_units_scale: expected 'linear' or 'log', got {cfg.n_units_scale!r}")
+    c = cfg.covariates
+    if c is not None:
+        _check_mixture("covariates.types", c.types, COVARIATE_TYPES)
+        _check_range("covariates.levels", c.levels, low_bound=3, high_bound=MAX_LEVELS, integer=True)
+        _check_range("covariates.binary_share", c.binary_share, 0.01, 0.99)
+        _check_range("covariates.zero_share", c.zero_share, 0.01, 0.99)
+        _check_prob("covariates.distortion_prob", c.distortion_prob)
+        _check_mixture("covariates.distortions", c.distortions, DISTORTIONS)
+        _check_range("covariates.irrelevant", c.irrelevant, low_bound=0, high_bound=200, integer=True)
+        _check_prob("covariates.weak_prob", c.weak_prob)
+        _check_range("covariates.weak_scale", c.weak_scale, low_bound=0.0, high_bound=1.0)
+    o = cfg.outcome
+    if o is not None:
+        _check_mixture("outcome.types", o.types, OUTCOME_TYPES)
+        _check_range("outcome.prevalence", o.prevalence, 0.01, 0.99)
+        _check_range("outcome.logit_scale", o.logit_scale, low_bound=0.01, high_bound=50.0)
+    tb = cfg.tables
+    if tb is not None:
+        if cfg.kind != "random_dag":
+            raise ConfigError("tables: real-table covariates need kind 'random_dag'")
+        if not isinstance(tb.sources, (list, tuple)) or not tb.sources:
+            raise ConfigError(f"tables.sources: expected a non-empty list of pool names, paths or DataFrames, got {tb.sources!r}")
+        for i, src in enumerate(tb.sources):
+            if isinstance(src, str) and (not src or src.startswith("<")):
+                raise ConfigError(f"tables.sources[{i}]: {src!r} is not a table: pass the DataFrame itself in Python "
+                                  "(a corpus config can only name files and pool tables)")
+        _check_range("tables.columns", tb.columns, low_bound=1, high_bound=1000, integer=True)
+        if tb.missing not in ("drop_rows", "error"):
+            raise ConfigError(f"tables.missing: expected 'drop_rows' or 'error', got {tb.missing!r}")
+        if not isinstance(tb.drop_text, bool):
+            raise ConfigError(f"tables.drop_text: expected true/false, got {tb.drop_text!r}")
+        if g.families.get("fixed", 0) > 0:
+            raise ConfigError("tables: real-table covariates cannot be combined with a fixed graph")
 
     s = cfg.setoguchi
     if s.scenario not in tuple("ABCDEFG"):

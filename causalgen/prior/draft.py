@@ -23,11 +23,13 @@ from functools import lru_cache
 
 import numpy as np
 
-from .config import MECHANISMS, NOISE_FAMILIES, TaskConfig
-from .graph import GRAPH_SAMPLERS, from_edges
+from .config import MECHANISMS, NOISE_FAMILIES, OUTCOME_TYPES, TaskConfig
+from .graph import GRAPH_SAMPLERS, erdos_renyi_batch, from_edges
+from .measure import UNIFORMS_PER_NODE, draw_measurement
 from .mechanisms import block_size, params_from_uniforms
 from .noise import noise_from_uniforms, uniform_bits, uniforms_from_bits
 from .roles import BatchRoles, assign_roles_batch
+from .task import Role
 from .scm import INNER, OUTCOME, ROOT, SKIP, TREATMENT, BatchSCM, Workspace, buffer_or_empty
 
 F32 = np.float32
@@ -74,7 +76,20 @@ def _fixed_graph(nodes: tuple, edges: tuple) -> tuple[np.ndarray, list[str]]:
 
 
 def max_nodes(cfg: TaskConfig) -> int:
-    return cfg.graph.n_nodes[1] if cfg.graph.nodes is None else len(cfg.graph.nodes)
+    """J: the most nodes a task of `cfg` can have (table columns and irrelevant covariates
+    included); node arrays are padded to it."""
+    if cfg.graph.nodes is not None:
+        return len(cfg.graph.nodes)
+    extra = cfg.tables.columns[1] if cfg.tables is not None else 0
+    extra += cfg.covariates.irrelevant[1] if cfg.covariates is not None else 0
+    return cfg.graph.n_nodes[1] + extra
+
+
+def max_slots(cfg: TaskConfig) -> int:
+    """S: parent slots per node, the largest possible in-degree (parameters are drawn per slot)."""
+    size = max_nodes(cfg)
+    cap = size - 1 if cfg.graph.max_parents is None else min(size - 1, cfg.graph.max_parents)
+    return max(cap, 1)
 
 
 def padded_units(n_units) -> np.ndarray:
@@ -104,6 +119,13 @@ class Draft:
     expected_parents: np.ndarray
     hidden_fraction: np.ndarray
     node_names: list | None
+    #: the wider prior, None when the config has no such section: per-node measurement
+    #: (`causalgen.prior.measure.Measurement`), the outcome's type and the real-table draws
+    measure: object | None = None
+    outcome: "OutcomeDraft | None" = None
+    table: "TableDraft | None" = None
+    #: (B,) nodes of the main graph (0 .. n_main - 1; the rest are irrelevant covariates)
+    n_main: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.seeds)
@@ -119,9 +141,44 @@ class Draft:
                 out[f.name] = [v[i] for i in idx]
             elif f.name in ("scm", "roles"):
                 out[f.name] = _take_fields(v, idx)
+            elif hasattr(v, "take"):
+                out[f.name] = v.take(idx)
             else:
                 out[f.name] = v
         return Draft(**out)
+
+
+@dataclass
+class OutcomeDraft:
+    """binary: (B,) bool tasks with a binary outcome; prevalence, logit_a: (B,) float32 target
+    P(Y = 1) and slope of the latent logit (`causalgen.prior.config.OutcomeConfig`)."""
+
+    binary: np.ndarray
+    prevalence: np.ndarray
+    logit_a: np.ndarray
+
+    def take(self, idx) -> "OutcomeDraft":
+        return OutcomeDraft(self.binary[idx], self.prevalence[idx], self.logit_a[idx])
+
+
+@dataclass
+class TableDraft:
+    """Real-table covariates of B tasks (lists indexed by task; None for tasks without).
+
+    table: the `CovariateTable`; columns: (d_tab,) int64 its columns used, in node order (node
+    k < d_tab is column columns[k]); sample: (N,) int64 the task's units, positions in the
+    table's complete rows (its population, simulated whole).
+    """
+
+    table: list
+    columns: list
+    sample: list
+
+    def take(self, idx) -> "TableDraft":
+        return TableDraft([self.table[i] for i in idx], [self.columns[i] for i in idx], [self.sample[i] for i in idx])
+
+    def n_columns(self) -> np.ndarray:
+        return np.array([0 if c is None else len(c) for c in self.columns], dtype=np.int64)
 
 
 def _take_fields(obj, idx):
@@ -134,6 +191,8 @@ def _take_fields(obj, idx):
             out[f.name] = [v[i] for i in idx]
         elif isinstance(v, dict):
             out[f.name] = {k: ({kk: a[idx] for kk, a in p.items()} if isinstance(p, dict) else p[idx]) for k, p in v.items()}
+        elif hasattr(v, "take"):
+            out[f.name] = v.take(idx)
         else:
             out[f.name] = v
     return type(obj)(**out)
@@ -144,29 +203,65 @@ def _take_fields(obj, idx):
 
 def draft_structure(cfg: TaskConfig, seeds: np.ndarray, attempts: np.ndarray, gens: list) -> tuple[Draft, list]:
     """Structure of every task; returns (draft, reasons) where reasons[b] is a
-    rejection reason (str) or None."""
+    rejection reason (str) or None.
+
+    Node layout of a task (ids are a topological order): with real-table covariates its d_tab
+    table columns first (roots), then the graph's n_nodes simulated nodes (the main graph is
+    nodes 0 .. d_tab + n_nodes - 1), then its irrelevant covariates (a DAG of their own).
+    """
     g = cfg.graph
     size = max_nodes(cfg)
     n_tasks = len(gens)
     graph_mix = Mixture(g.families, ("erdos_renyi", "scale_free", "fixed"))
     fixed = g.nodes is not None and graph_mix.names == ["fixed"]
+    tables = load_config_tables(cfg) if cfg.tables is not None else None
+    cov = cfg.covariates
 
     # -- per task: the scalar block, then the node-level uniforms (graph, hidden
-    # confounders, six per-node choices); J is known up front when fixed.
+    # confounders, six per-node choices) for all J of its nodes; J is known up front when
+    # fixed. The wider prior's draws (tables, measurement, outcome) come after, and only when
+    # the config has the section, so the other configs' streams are untouched.
     lo, hi = (size, size) if fixed else g.n_nodes
     per_node = (lambda n: 7 * n) if fixed else (lambda n: n * n + 7 * n)
-    blocks = []
-    n_list = []
+    blocks, n_list, main_list, extra = [], [], [], []
+    simple = lo == hi and tables is None and cov is None and cfg.outcome is None
     for gen in gens:
-        if lo == hi:
+        if simple:
             blocks.append(gen.random(16 + per_node(lo)))
             n_list.append(lo)
-        else:
-            u = gen.random(16)
-            n = min(hi, lo + int(u[1] * (hi - lo + 1)))  # as _int_in
-            blocks.append(np.concatenate([u, gen.random(per_node(n))]))
-            n_list.append(n)
+            main_list.append(lo)
+            continue
+        u = gen.random(16)
+        n_sim = min(hi, lo + int(u[1] * (hi - lo + 1)))  # as _int_in
+        mine = {}
+        d_tab = 0
+        if tables is not None:
+            tu = gen.random(2)
+            table = tables[min(int(tu[0] * len(tables)), len(tables) - 1)]
+            c_lo, c_hi = cfg.tables.columns
+            c_hi = min(c_hi, table.values.shape[1])
+            d_tab = min(c_hi, max(1, c_lo) + int(tu[1] * (c_hi - max(1, c_lo) + 1)))
+            mine["table"] = table
+        n_irr = 0
+        if cov is not None:
+            i_lo, i_hi = cov.irrelevant
+            n_irr = min(i_hi, i_lo + int(u[14] * (i_hi - i_lo + 1)))
+        n = d_tab + n_sim + n_irr
+        blocks.append(np.concatenate([u, gen.random(per_node(n))]))
+        n_list.append(n)
+        main_list.append(d_tab + n_sim)
+        if cov is not None:
+            mine["measure"] = gen.random(n * UNIFORMS_PER_NODE).reshape(n, UNIFORMS_PER_NODE)
+        if cfg.outcome is not None:
+            mine["outcome"] = gen.random(2)
+        if tables is not None:
+            table = mine["table"]
+            m_rows, c_all = table.values.shape
+            mine["columns"] = np.sort(np.argsort(gen.random(c_all), kind="stable")[:d_tab])
+            mine["row_keys"] = gen.random(m_rows)
+        extra.append(mine)
     n_nodes = np.array(n_list, dtype=np.int64)
+    n_main = np.array(main_list, dtype=np.int64)
     u16 = np.empty((n_tasks, 16))
     graph_u = np.zeros((n_tasks, size, size))
     hidden_u = np.ones((n_tasks, size))
@@ -197,14 +292,28 @@ def draft_structure(cfg: TaskConfig, seeds: np.ndarray, attempts: np.ndarray, ge
         fam_arr = np.array(graph_family)
         for fam in set(graph_family):
             idx = np.flatnonzero(fam_arr == fam)
-            adj[idx] = GRAPH_SAMPLERS[fam](graph_u[idx], n_nodes[idx], expected_parents[idx])
+            adj[idx] = GRAPH_SAMPLERS[fam](graph_u[idx], n_main[idx], expected_parents[idx])
+        if (n_nodes > n_main).any():
+            adj |= _irrelevant_block(graph_u, n_main, n_nodes, expected_parents)
+    table_cols = np.zeros(n_tasks, dtype=np.int64)
+    if tables is not None:
+        table_cols = np.array([len(m["columns"]) for m in extra], dtype=np.int64)
+        is_table = np.arange(size)[None, :] < table_cols[:, None]
+        adj &= ~is_table[:, None, :]  # table columns are roots: nothing points into them
+        hidden_u = np.where(is_table, 1.0, hidden_u)  # and they are observed
+    if g.max_parents is not None:
+        adj = _cap_parents(adj, g.max_parents)
 
     # -- roles
     r = cfg.roles
     zero_effect = u16[:, 6] < r.zero_effect_prob
     hidden_fraction = _uniform_in(r.hidden_confounder_fraction, u16[:, 7])
+    candidates = None
+    if tables is not None or (n_nodes > n_main).any():
+        ids = np.arange(size)[None, :]
+        candidates = (ids >= table_cols[:, None]) & (ids < n_main[:, None])
     roles = assign_roles_batch(adj, n_nodes, u16[:, 4], u16[:, 5], zero_effect, hidden_u, hidden_fraction,
-                               fixed_t, fixed_y)
+                               fixed_t, fixed_y, candidates=candidates)
     reasons: list = [None] * n_tasks
     n_cov = roles.observed.sum(axis=1)
     for b in range(n_tasks):
@@ -214,13 +323,89 @@ def draft_structure(cfg: TaskConfig, seeds: np.ndarray, attempts: np.ndarray, ge
             reasons[b] = "too_few_covariates"
 
     scm, noise_family = _node_model(cfg, roles, u16, node_u, size)
+    n_units = _draw_units(cfg, u16[:, 3])
     draft = Draft(
         seeds=np.asarray(seeds), attempts=np.asarray(attempts), gens=list(gens), n_nodes=n_nodes,
-        n_units=_int_in(cfg.n_units, u16[:, 3]), graph_family=graph_family, roles=roles, scm=scm,
+        n_units=n_units, graph_family=graph_family, roles=roles, scm=scm,
         noise_family=noise_family, expected_parents=np.asarray(expected_parents, dtype=np.float64),
         hidden_fraction=np.asarray(hidden_fraction, dtype=np.float64), node_names=names,
     )
+    if not simple:
+        draft.n_main = n_main
+    if cov is not None:
+        mu = np.full((n_tasks, size, UNIFORMS_PER_NODE), 0.5)
+        for b, m in enumerate(extra):
+            mu[b, : len(m["measure"])] = m["measure"]
+        measured = (scm.kind != SKIP) & (scm.kind != TREATMENT) & (scm.kind != OUTCOME)
+        measured &= np.arange(size)[None, :] >= table_cols[:, None]
+        pre = roles.observed | (roles.roles == Role.HIDDEN_CONFOUNDER) | (roles.roles == Role.INSTRUMENT)
+        draft.measure = scm.measure = draw_measurement(cov, mu, measured, pre)
+    if cfg.outcome is not None:
+        ou = np.array([m["outcome"] for m in extra])
+        binary = Mixture(cfg.outcome.types, OUTCOME_TYPES).codes_for(u16[:, 15]) == OUTCOME_TYPES.index("binary")
+        draft.outcome = scm.outcome_type = OutcomeDraft(
+            binary=binary, prevalence=_uniform_in(cfg.outcome.prevalence, ou[:, 0]).astype(F32),
+            logit_a=_uniform_in(cfg.outcome.logit_scale, ou[:, 1]).astype(F32))
+    if tables is not None:
+        samples = []
+        for b, m in enumerate(extra):
+            m_rows = len(m["row_keys"])
+            want = int(min(n_units[b], m_rows))
+            samples.append(np.sort(np.argsort(m["row_keys"], kind="stable")[:want]))
+            draft.n_units[b] = m_rows  # the whole table is simulated: it is the population
+        draft.table = TableDraft(table=[m["table"] for m in extra], columns=[m["columns"] for m in extra],
+                                 sample=samples)
     return draft, reasons
+
+
+def _draw_units(cfg: TaskConfig, u: np.ndarray) -> np.ndarray:
+    """(B,) units per task from uniforms: uniform over the n_units range, or log-uniform."""
+    if cfg.n_units_scale == "log":
+        lo, hi = cfg.n_units
+        n = np.floor(np.exp(np.log(lo) + u * (np.log(hi + 1) - np.log(lo)))).astype(np.int64)
+        return np.clip(n, lo, hi)
+    return _int_in(cfg.n_units, u)
+
+
+def _irrelevant_block(graph_u: np.ndarray, n_main: np.ndarray, n_nodes: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """(B, J, J) edges among each task's irrelevant covariates, nodes n_main .. n_nodes - 1: an
+    Erdős–Rényi DAG of their own (from the block's own uniforms), with no edge to or from the
+    main graph, so they are d-separated from T and Y."""
+    n_tasks, size, _ = graph_u.shape
+    out = np.zeros((n_tasks, size, size), dtype=bool)
+    for b in np.flatnonzero(n_nodes > n_main):
+        lo, hi = int(n_main[b]), int(n_nodes[b])
+        out[b, lo:hi, lo:hi] = erdos_renyi_batch(graph_u[b, None, lo:hi, lo:hi], np.array([hi - lo]), k[b : b + 1])[0]
+    return out
+
+
+def _cap_parents(adj: np.ndarray, cap: int) -> np.ndarray:
+    """Keep at most `cap` parents per node, its highest-id (nearest) ones; the dropped edges
+    leave the graph, so the adjacency stays the SCM's."""
+    rank = np.cumsum(adj[:, ::-1, :], axis=1)[:, ::-1, :]  # parents at or above each id
+    return adj & (rank <= cap)
+
+
+def load_config_tables(cfg: TaskConfig) -> list:
+    """The `CovariateTable`s of ``cfg.tables`` (cached per source list)."""
+    from . import tables as tab
+
+    key = tuple(s if isinstance(s, str) else ("id", id(s)) for s in cfg.tables.sources) + (
+        cfg.tables.missing, cfg.tables.drop_text)
+    if key not in _TABLE_CACHE:
+        out = []
+        for src in cfg.tables.sources:
+            if isinstance(src, str) and src == "default":
+                out.extend(tab.default_pool())
+            else:
+                out.extend(tab.load_tables([src], missing=cfg.tables.missing, drop_text=cfg.tables.drop_text))
+        if len(_TABLE_CACHE) > 16:
+            _TABLE_CACHE.clear()
+        _TABLE_CACHE[key] = out
+    return _TABLE_CACHE[key]
+
+
+_TABLE_CACHE: dict = {}
 
 
 def _node_model(cfg: TaskConfig, roles: BatchRoles, u16: np.ndarray, node_u: np.ndarray, size: int):
@@ -233,7 +418,7 @@ def _node_model(cfg: TaskConfig, roles: BatchRoles, u16: np.ndarray, node_u: np.
     is_parent = np.swapaxes(roles.adjacency, 1, 2).copy()  # [b, child, parent]
     is_parent[rows, y, t] = False
     n_parents = is_parent.sum(axis=2)
-    n_slot_cfg = max(size - 1, 1)
+    n_slot_cfg = max_slots(cfg)
     order = np.argsort(~is_parent, axis=2, kind="stable")[:, :, :n_slot_cfg]
     slots = np.where(np.arange(n_slot_cfg) < n_parents[:, :, None], order, size)
     n_slots = np.maximum(1, n_parents.max(axis=1))
@@ -294,6 +479,8 @@ class Noise:
     eps: np.ndarray
     row: np.ndarray
     z: np.ndarray | None = None
+    #: (B, N) float32 uniforms of binary outcomes (the exogenous u of Y = 1[u < p]), or None
+    outcome_u: np.ndarray | None = None
 
 
 def noise_rows(kind: np.ndarray) -> np.ndarray:
@@ -313,7 +500,7 @@ def draw_parameters(cfg: TaskConfig, draft: Draft, n_pad: int, workspace: Worksp
     """
     scm = draft.scm
     n_tasks, size = scm.kind.shape
-    s_cfg = max(size - 1, 1)
+    s_cfg = max_slots(cfg)
     computed = scm.kind >= INNER
     used = np.stack([(computed & (scm.family == c)).any(axis=1) for c in range(len(MECHANISMS))], axis=1)
     sizes = {name: sum(block_size(name, size, s_cfg, cfg)) for name in ("common",) + MECHANISMS}
@@ -357,12 +544,35 @@ def draw_parameters(cfg: TaskConfig, draft: Draft, n_pad: int, workspace: Worksp
             full[key][idx] = arr
         scm.params[name] = full
 
+    outcome_u = None
+    if draft.outcome is not None and draft.outcome.binary.any():
+        # drawn after the nodes' noise, by binary tasks only: the other tasks' streams are untouched
+        outcome_u = np.full((n_tasks, n_pad), 0.5, F32)
+        for b in np.flatnonzero(draft.outcome.binary):
+            outcome_u[b] = uniforms_from_bits(uniform_bits(draft.gens[b], n_pad))
     z = uniforms_from_bits(bits, out=bits.view(F32))
     noise_from_uniforms(z[:, :size], draft.noise_family, scm.kind == TREATMENT, simulated)
+    if draft.table is not None:
+        _table_roots(z, draft)
     z[:, size] = np.arange(n_pad)[None, :] < draft.n_units[:, None]
     z[:, size + 1] = 0.0
     row = np.where(simulated, np.arange(n_tasks)[:, None] * (size + 2) + np.arange(size)[None, :], -1)
-    return Noise(eps=z.reshape(-1, n_pad), row=row, z=z)
+    return Noise(eps=z.reshape(-1, n_pad), row=row, z=z, outcome_u=outcome_u)
+
+
+def _table_roots(z: np.ndarray, draft: Draft) -> None:
+    """Write each task's table columns, standardised over the table (its population), into the
+    noise rows of its table-root nodes: a root's value is its noise row, so the SCM reads them.
+    z: (B, J + 2, N) noise rows, in place."""
+    for b, (table, cols) in enumerate(zip(draft.table.table, draft.table.columns)):
+        if table is None:
+            continue
+        v = table.values[:, cols]  # (M, d_tab) float64
+        sd = v.std(axis=0)
+        std = (v - v.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+        m = len(v)
+        z[b, : len(cols), :m] = std.T
+        z[b, : len(cols), m:] = 0.0
 
 
 def fresh_noise(cfg: TaskConfig, draft: Draft, compute: np.ndarray, n_units: int,

@@ -32,11 +32,12 @@ LINEAR = MECHANISMS.index("linear")
 
 def is_linear(scm: BatchSCM) -> np.ndarray:
     """(B,) bool: every computed node (the treatment score included) is linear,
-    with additive homoscedastic noise and a linear effect modifier."""
+    with additive homoscedastic noise and a linear effect modifier, and nothing of the wider
+    prior (typed or weak nodes, a binary outcome; `BatchSCM.plain`)."""
     computed = scm.kind >= INNER
     ok = ~np.any(computed & (scm.family != LINEAR), axis=1)
     ok &= ~np.any(computed & (scm.hetero | scm.pnl), axis=1)
-    return ok & ~scm.mod_tanh
+    return ok & ~scm.mod_tanh & scm.plain()
 
 
 class _Moments:

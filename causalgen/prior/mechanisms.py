@@ -120,7 +120,8 @@ def params_from_uniforms(name: str, block: np.ndarray, n_slots: np.ndarray, n_no
     RFF's omega keeps only the slots below max(n_slots) (the others are never
     read); its values, like every other, do not depend on the batch.
     """
-    s_cfg = max(n_nodes - 1, 1)
+    cap = cfg.graph.max_parents
+    s_cfg = max(n_nodes - 1 if cap is None else min(n_nodes - 1, cap), 1)  # as draft.max_slots
     uni, nor = layout(name, n_nodes, s_cfg, cfg)
     nu, _ = block_size(name, n_nodes, s_cfg, cfg)
     u = _split(block, uni, 0)

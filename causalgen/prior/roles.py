@@ -87,11 +87,14 @@ def _pick(mask: np.ndarray, u: np.ndarray) -> np.ndarray:
     return np.argmax(mask & (np.cumsum(mask, axis=1) == (r + 1)[:, None]), axis=1)
 
 
-def choose_treatment(adj: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def choose_treatment(adj: np.ndarray, u: np.ndarray, candidates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per graph (B, J, J): a node with at least one child, preferring nodes
-    that also have a parent (so that confounding is possible).
+    that also have a parent (so that confounding is possible), among `candidates`
+    ((B, J) bool; None = every node).
     Returns (treatment (B,), found (B,) bool); found is False without edges."""
     has_child = adj.any(axis=2)
+    if candidates is not None:
+        has_child = has_child & candidates
     has_parent = adj.any(axis=1)
     preferred = has_child & has_parent
     pool = np.where(preferred.any(axis=1)[:, None], preferred, has_child)
@@ -108,13 +111,15 @@ def assign_roles_batch(
     hidden_fraction: np.ndarray,
     treatment: int | None = None,
     outcome: int | None = None,
+    candidates: np.ndarray | None = None,
 ) -> BatchRoles:
     """Roles for B padded graphs at once.
 
     adj: (B, J, J) bool; n_nodes: (B,) real node count per graph; u_treatment,
     u_outcome: (B,) uniforms choosing T and Y; zero_effect: (B,) bool; hidden_u:
     (B, J) uniforms, a confounder is hidden iff hidden_u < hidden_fraction (B,).
-    treatment/outcome fix the nodes instead (fixed graphs).
+    treatment/outcome fix the nodes instead (fixed graphs). candidates: (B, J) bool nodes T
+    may be (None = all): not real-table roots, not irrelevant covariates.
     """
     n_tasks, size, _ = adj.shape
     rows = np.arange(n_tasks)
@@ -124,7 +129,7 @@ def assign_roles_batch(
         t = np.full(n_tasks, treatment)
         valid = np.ones(n_tasks, dtype=bool)
     else:
-        t, valid = choose_treatment(adj, u_treatment)
+        t, valid = choose_treatment(adj, u_treatment, candidates)
     reach = reachability(adj)
     desc = reach[rows, t]
     if outcome is not None:

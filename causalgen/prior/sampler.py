@@ -19,6 +19,7 @@ A task's arrays never depend on which other tasks share its batch, so
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable
@@ -32,8 +33,11 @@ from .draft import Draft, draft_structure, draw_parameters, padded_units
 from . import qc
 from .linear import is_linear, simulate_linear
 from .noise import NOISE_BOUND
-from .scm import INNER, OUTCOME, ROOT, SKIP, TREATMENT, Calibration, Workspace, linear_ate, simulate
+from .scm import (INNER, OUTCOME, ROOT, SKIP, TREATMENT, Calibration, Workspace, calibrate_offset, linear_ate,
+                  propensity, simulate)
 from .streams import task_generators
+from . import measure
+from .config import COVARIATE_TYPES, DISTORTIONS
 from .task import Task
 
 F32 = np.float32
@@ -64,6 +68,20 @@ class _Outputs:
     e: np.ndarray  # (B, N) propensity
     exact: np.ndarray  # (B,) population ATE of fast-path tasks, NaN for the others
     bound: np.ndarray  # (B, J + 1) bound on |node0 rows|, |y1| (inf where unknown)
+    # (B, N) P(Y = 1) in each world for binary outcomes (`_binary_outcomes`), else None
+    p0: np.ndarray | None = None
+    p1: np.ndarray | None = None
+    binary: np.ndarray | None = None  # (B,) bool
+    # typed pre-treatment nodes' observed values: (task, node) -> (N,) float32 (what x holds)
+    observed: dict | None = None
+
+    def effects(self) -> np.ndarray:
+        """(B, N) float64 unit-level effects whose mean is the population ATE: y1 - y0, or
+        p1 - p0 for binary outcomes (the probability scale, without the outcome's own coin)."""
+        ite = np.subtract(self.y1, self.y0, dtype=np.float64)
+        if self.binary is not None:
+            ite[self.binary] = np.subtract(self.p1[self.binary], self.p0[self.binary], dtype=np.float64)
+        return ite
 
 
 def _simulate(draft: Draft, n_pad: int, noise, fast: bool, workspace: Workspace | None = None) -> _Outputs:
@@ -91,8 +109,10 @@ def _simulate(draft: Draft, n_pad: int, noise, fast: bool, workspace: Workspace 
             t, e = sim.t, sim.propensity
             exact = np.full(len(idx), np.nan)
             bound = np.full((len(idx), n_nodes + 1), np.inf)
+            observed = {(int(idx[k]), j): v[r] for j, parts_j in sim.observed.items() for tasks, v in parts_j
+                        for r, k in enumerate(tasks)}
         y0 = node0[np.arange(len(idx)), sub.scm.outcome]
-        out = _Outputs(cal, node0, y0, y1, t, e, exact, bound)
+        out = _Outputs(cal, node0, y0, y1, t, e, exact, bound, observed=observed if not linear else None)
         if whole:
             return out
         parts.append((idx, out))
@@ -102,13 +122,48 @@ def _simulate(draft: Draft, n_pad: int, noise, fast: bool, workspace: Workspace 
         merged[name] = np.empty((n_tasks,) + first.shape[1:], first.dtype)
         for idx, out in parts:
             merged[name][idx] = getattr(out, name)
+    observed = {}
+    for _, out in parts:
+        observed.update(out.observed or {})
     cal = Calibration.empty(n_tasks, n_nodes)
     for idx, out in parts:
         for key in cal.mean:
             cal.mean[key][idx] = out.cal.mean[key]
             cal.std[key][idx] = out.cal.std[key]
         cal.offset[idx] = out.cal.offset
-    return _Outputs(cal=cal, **merged)
+        if out.cal.cuts is not None:
+            if cal.cuts is None:
+                cal.cuts = np.full((n_tasks,) + out.cal.cuts.shape[1:], np.inf, out.cal.cuts.dtype)
+            cal.cuts[idx] = out.cal.cuts
+    return _Outputs(cal=cal, observed=observed, **merged)
+
+
+def _binary_outcomes(draft: Draft, out: _Outputs, noise) -> _Outputs:
+    """Binary outcomes: the SCM's continuous outcome y* (both worlds) becomes
+    p_w = sigmoid(a y*_w + b), b calibrated so that the factual p averages the target
+    prevalence, and Y_w = 1[u < p_w] with the unit's own uniform u in both worlds (so
+    y == where(t, y1, y0) holds exactly). Tasks with a continuous outcome keep theirs."""
+    od = draft.outcome
+    if od is None or not od.binary.any():
+        return out
+    n_tasks, n_pad = out.y0.shape
+    mask = (np.arange(n_pad)[None, :] < draft.n_units[:, None]).astype(F32)
+    y0, y1 = out.y0.astype(F32, copy=True), out.y1.astype(F32, copy=True)
+    p0, p1 = np.zeros_like(y0), np.zeros_like(y1)
+    b = np.flatnonzero(od.binary)
+    a = od.logit_a[b]
+    factual = np.where(out.t[b], out.y1[b], out.y0[b]).astype(F32)
+    offset = calibrate_offset(factual, a, od.prevalence[b], mask[b], draft.n_units[b].astype(F32))
+    out.cal.outcome_offset = np.zeros(n_tasks, F32)
+    out.cal.outcome_offset[b] = offset
+    p0[b] = propensity(out.y0[b].astype(F32), a, offset, 0.0)
+    p1[b] = propensity(out.y1[b].astype(F32), a, offset, 0.0)
+    u = noise.outcome_u[b]
+    y0[b] = (u < p0[b]).astype(F32)
+    y1[b] = (u < p1[b]).astype(F32)
+    bound = out.bound.copy()
+    bound[b] = np.inf  # the outcome row of node0 keeps the latent y*: QC looks at it directly
+    return dataclasses.replace(out, y0=y0, y1=y1, p0=p0, p1=p1, binary=od.binary.copy(), bound=bound)
 
 
 @dataclass
@@ -122,31 +177,42 @@ class _Truth:
     closed: np.ndarray
     tail_index: np.ndarray
     variance_error: np.ndarray
+    method: np.ndarray  # (B,) "closed_form", "monte_carlo" or "finite_population"
 
 
 def _ground_truth(cfg: TaskConfig, draft: Draft, out: _Outputs, workspace: Workspace | None = None) -> _Truth:
     """The population ATE of every task; `out.exact` holds the ATE the linear fast path already
-    found (NaN elsewhere), and the factual potential outcomes are the Monte-Carlo pilot."""
+    found (NaN elsewhere), and the factual units are the Monte-Carlo pilot. Real-table tasks
+    simulate their whole population (the table), so their ATE is its exact mean."""
     n_tasks = len(draft)
     closed = analytic(draft) if cfg.ate_method == "auto" else np.zeros(n_tasks, bool)
+    effects = out.effects()
+    finite = np.zeros(n_tasks, bool)
+    if draft.table is not None:
+        finite = np.array([tb is not None for tb in draft.table.table])
+        closed &= ~finite
     ate = np.where(closed, out.exact, np.nan)
     todo = closed & np.isnan(out.exact)
     if todo.any():
         ate[todo] = linear_ate(draft.scm, out.cal, todo)[todo]
+    for b in np.flatnonzero(finite):
+        ate[b] = effects[b, : draft.n_units[b]].mean()
     se = np.zeros(n_tasks)
     units = np.zeros(n_tasks, dtype=np.int64)
     tail = np.full(n_tasks, np.inf)
     variance_error = np.zeros(n_tasks)
-    mc = np.flatnonzero(~closed)
+    mc = np.flatnonzero(~closed & ~finite)
     if len(mc):
-        centre, pilot_sd, pilot_tail = pilot_statistics(out.y0[mc], out.y1[mc], draft.n_units[mc])
+        centre, pilot_sd, pilot_tail = pilot_statistics(effects[mc], draft.n_units[mc])
         n_est = estimation_units(cfg, pilot_sd, pilot_tail)
         res = monte_carlo_ate(cfg, draft.take(mc), out.cal.take(mc), n_est, centre, workspace)
         ate[mc], se[mc], units[mc] = res.ate, res.se, res.units
         # The pilot's own tail index (a few hundred units, k = 10-20 order statistics) is too
         # noisy to reject on; it sizes the sample (estimation_units), and the larger sample judges.
         tail[mc], variance_error[mc] = res.tail_index, res.variance_error
-    return _Truth(ate=ate, se=se, units=units, closed=closed, tail_index=tail, variance_error=variance_error)
+    method = np.where(closed, "closed_form", np.where(finite, "finite_population", "monte_carlo"))
+    return _Truth(ate=ate, se=se, units=units, closed=closed, tail_index=tail, variance_error=variance_error,
+                  method=method)
 
 
 # ------------------------------------------------------------------ quality control
@@ -217,7 +283,7 @@ def _records(cfg: TaskConfig, draft: Draft, out: _Outputs, stats: qc.Summaries, 
         "graph_family": draft.graph_family, "n_nodes": draft.n_nodes.tolist(),
         "treatment_node": scm.treatment.tolist(), "outcome_node": scm.outcome.tolist(),
         "mechanism": mechanism,
-        "ate_method": np.where(closed, "closed_form", "monte_carlo").tolist(), "ate_mc_units": units.tolist(),
+        "ate_method": truth.method.tolist(), "ate_mc_units": units.tolist(),
         "adjustment_set": roles.adjustment_sets,
         "propensity_min": stats.e_min.tolist(), "propensity_max": stats.e_max.tolist(),
         "propensity_outside_0.05_0.95": stats.outside.tolist(),
@@ -235,6 +301,7 @@ def _records(cfg: TaskConfig, draft: Draft, out: _Outputs, stats: qc.Summaries, 
     ate, ate_se, sate, att = ate.tolist(), ate_se.tolist(), stats.sate.tolist(), stats.att.tolist()
     identifiable = roles.identifiable.tolist()
     names = list(draft.node_names) if draft.node_names is not None else None
+    wider = draft.measure is not None or draft.table is not None or draft.outcome is not None
     tasks = []
     for b, reason in enumerate(reasons):
         if reason is not None:
@@ -253,8 +320,11 @@ def _records(cfg: TaskConfig, draft: Draft, out: _Outputs, stats: qc.Summaries, 
         if names is not None:
             meta["node_names"] = list(names)
         cov = covariates[b]
+        x = np.ascontiguousarray(out.node0[b, cov, :nb].T)
+        if wider:
+            x = _wider(draft, out, b, cov, x, meta, stats)
         tasks.append(Task(
-            x=np.ascontiguousarray(out.node0[b, cov, :nb].T), t=t_int8[b, :nb].copy(),
+            x=x, t=t_int8[b, :nb].copy(),
             y=stats.y[b, :nb].copy(), y0=out.y0[b, :nb].copy(), y1=out.y1[b, :nb].copy(),
             propensity=out.e[b, :nb].copy(), ate=ate[b], ate_se=ate_se[b], sate=sate[b], att=att[b],
             adjacency=roles.adjacency[b, :j, :j].copy(), roles=roles.roles[b, :j].copy(),
@@ -263,11 +333,74 @@ def _records(cfg: TaskConfig, draft: Draft, out: _Outputs, stats: qc.Summaries, 
     return tasks
 
 
+def _wider(draft: Draft, out: _Outputs, b: int, cov: np.ndarray, x: np.ndarray, meta: dict, stats) -> np.ndarray:
+    """Task b's columns and meta under the wider prior: typed columns hold their observed
+    values, distorted ones their transform, table columns the table's values; meta records
+    each column's type, distortion and relevance, the outcome's type and the table's rows."""
+    d = len(cov)
+    types = ["continuous"] * d
+    distortions: list = [None] * d
+    relevance = ["relevant"] * d
+    m = draft.measure
+    if m is not None:
+        codes = m.obs_type[b, cov]
+        for k in np.flatnonzero(codes != measure.CONTINUOUS):
+            x[:, k] = out.observed[(b, int(cov[k]))][: len(x)]
+        dist = m.distortion[b, cov]
+        bent = np.flatnonzero(dist >= 0)
+        if len(bent):
+            x[:, bent] = measure.distort(x[:, bent], dist[bent], m.distortion_par[b, cov[bent]])
+        types = [COVARIATE_TYPES[int(c)] for c in codes]
+        distortions = [DISTORTIONS[int(k)] if k >= 0 else None for k in dist]
+        relevance = ["weak" if m.read_scale[b, node] != 1 else "relevant" for node in cov]
+    n_main = int(draft.n_main[b]) if draft.n_main is not None else int(draft.n_nodes[b])
+    relevance = ["irrelevant" if node >= n_main else r for node, r in zip(cov, relevance)]
+    if draft.table is not None and draft.table.table[b] is not None:
+        table, cols, sample = draft.table.table[b], draft.table.columns[b], draft.table.sample[b]
+        for k, node in enumerate(cov):
+            if node < len(cols):
+                x[:, k] = table.values[sample, cols[node]]
+                types[k] = table.types[cols[node]]
+        meta["table"] = {"name": table.name, "source": table.source, "sha256": table.sha256,
+                         "columns": [table.columns[c] for c in cols], "rows": table.rows[sample].tolist()}
+    meta["covariate_types"] = types
+    meta["covariate_distortions"] = distortions
+    meta["covariate_relevance"] = relevance
+    if draft.outcome is not None:
+        binary = bool(draft.outcome.binary[b])
+        meta["outcome_type"] = "binary" if binary else "continuous"
+        if binary:
+            meta["outcome_prevalence_target"] = float(draft.outcome.prevalence[b])
+            meta["outcome_logit_scale"] = float(draft.outcome.logit_a[b])
+            meta["outcome_logit_offset"] = float(out.cal.outcome_offset[b])
+    return x
+
+
 _META_AFTER = (
     "ate_method", "ate_mc_units", "adjustment_set", "propensity_min", "propensity_max",
     "propensity_outside_0.05_0.95", "treated_share", "expected_parents", "hidden_confounder_fraction",
     "confounding_strength", "treated_share_target", "effect_size", "heterogeneity", "zero_effect",
 )
+
+
+def _sample_units(draft: Draft, out: _Outputs) -> tuple[Draft, _Outputs]:
+    """Real-table tasks: from the simulated population (every row of the table) to the task's
+    own units (`TableDraft.sample`), as new padded arrays; the draft's n_units becomes theirs."""
+    samples = draft.table.sample
+    n = np.array([len(s) for s in samples], dtype=np.int64)
+    idx = np.zeros((len(samples), int(n.max())), dtype=np.int64)
+    for b, rows in enumerate(samples):
+        idx[b, : len(rows)] = rows
+    rows = np.arange(len(samples))[:, None]
+
+    def pick(a):
+        return None if a is None else a[rows, idx]
+
+    node0 = np.take_along_axis(out.node0, idx[:, None, :], axis=2)
+    observed = {(b, j): v[idx[b]] for (b, j), v in (out.observed or {}).items()}
+    sampled = dataclasses.replace(out, node0=node0, y0=pick(out.y0), y1=pick(out.y1), t=pick(out.t), e=pick(out.e),
+                                  p0=pick(out.p0), p1=pick(out.p1), observed=observed)
+    return dataclasses.replace(draft, n_units=n), sampled
 
 
 def _simulate_group(cfg: TaskConfig, draft: Draft, workspace: Workspace | None = None) -> list:
@@ -279,8 +412,10 @@ def _simulate_group(cfg: TaskConfig, draft: Draft, workspace: Workspace | None =
     # Overflow and NaN are possible (e.g. deep polynomial chains); QC detects
     # and resamples such tasks, so numpy's warnings would only be noise.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        out = _simulate(draft, n_pad, noise, LINEAR_FAST_PATH, workspace)
+        out = _binary_outcomes(draft, _simulate(draft, n_pad, noise, LINEAR_FAST_PATH, workspace), noise)
         truth = _ground_truth(cfg, draft, out, workspace)
+    if draft.table is not None:
+        draft, out = _sample_units(draft, out)
     stats = qc.summarise(out.y0, out.y1, out.t, out.e, draft.n_units)
     reasons = qc.rejections(cfg, _peaks(cfg, draft, out), stats, draft.n_units, truth.ate, truth.se,
                             truth.tail_index, truth.variance_error)

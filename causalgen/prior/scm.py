@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import MECHANISMS
+from .config import MAX_LEVELS, MECHANISMS
+from .measure import row_quantiles, typed_values
 from .mechanisms import EVAL, Parents
 
 F32 = np.float32
@@ -61,6 +62,9 @@ class BatchSCM:
     the outcome's slots; mod_tanh: (B,) bool nonlinear modifier.
     treatment, outcome: (B,) node ids.
     two_worlds: (B, J) bool computed nodes that descend from T (differ between worlds).
+    measure: per-node observation types, distortions and read scales
+        (`causalgen.prior.measure.Measurement`), or None: every node continuous.
+    outcome_type: the outcome's type (`causalgen.prior.draft.OutcomeDraft`), or None: continuous.
     """
 
     kind: np.ndarray
@@ -84,10 +88,24 @@ class BatchSCM:
     treatment: np.ndarray
     outcome: np.ndarray
     two_worlds: np.ndarray
+    measure: object | None = None
+    outcome_type: object | None = None
 
     @property
     def n_tasks(self) -> int:
         return self.kind.shape[0]
+
+    def plain(self) -> np.ndarray:
+        """(B,) bool: no typed or weak-signal node and a continuous outcome, i.e. the SCM of
+        the original prior (the linear fast path and the closed-form ATE assume it)."""
+        ok = np.ones(self.n_tasks, dtype=bool)
+        if self.measure is not None:
+            simulated = self.kind != SKIP
+            ok &= ~np.any(simulated & (self.measure.obs_type != 0), axis=1)
+            ok &= ~np.any(self.measure.read_scale[:, :-1] != 1, axis=1)
+        if self.outcome_type is not None:
+            ok &= ~self.outcome_type.binary
+        return ok
 
     @property
     def n_nodes(self) -> int:
@@ -96,16 +114,24 @@ class BatchSCM:
 
 @dataclass
 class Calibration:
-    """Standardisation constants, (B, J) per point, plus treatment offsets (B,)."""
+    """Standardisation constants, (B, J) per point, plus treatment offsets (B,).
+
+    Points: "sig" (the mechanism output), "raw" (signal plus noise), "h" (the effect
+    modifier), "obs" (a typed node's observed value). cuts: (B, J, MAX_LEVELS - 1) the cut
+    points of typed nodes (`causalgen.prior.measure`), None until one is calibrated;
+    outcome_offset: (B,) the latent logit's offset of binary outcomes.
+    """
 
     mean: dict = field(default_factory=dict)
     std: dict = field(default_factory=dict)
     offset: np.ndarray | None = None
+    cuts: np.ndarray | None = None
+    outcome_offset: np.ndarray | None = None
 
     @classmethod
     def empty(cls, n_tasks: int, n_nodes: int) -> "Calibration":
         cal = cls(offset=np.zeros(n_tasks, F32))
-        for key in ("sig", "raw", "h"):
+        for key in ("sig", "raw", "h", "obs"):
             cal.mean[key] = np.zeros((n_tasks, n_nodes), F32)
             cal.std[key] = np.ones((n_tasks, n_nodes), F32)
         return cal
@@ -113,7 +139,8 @@ class Calibration:
     def take(self, idx) -> "Calibration":
         return Calibration(
             mean={k: v[idx] for k, v in self.mean.items()}, std={k: v[idx] for k, v in self.std.items()},
-            offset=self.offset[idx],
+            offset=self.offset[idx], cuts=None if self.cuts is None else self.cuts[idx],
+            outcome_offset=None if self.outcome_offset is None else self.outcome_offset[idx],
         )
 
 
@@ -148,11 +175,14 @@ def buffer_or_empty(workspace: "Workspace | None", key: str, shape: tuple, dtype
 @dataclass
 class Simulation:
     """values: (2, B, J + 1, N) node values in worlds do(T=0), do(T=1) (row J is
-    the zero dummy); t: (B, N) bool factual treatment; propensity: (B, N)."""
+    the zero dummy); t: (B, N) bool factual treatment; propensity: (B, N).
+    observed: typed pre-treatment nodes' observed values (what x holds; the children read
+    them standardised), node j -> a list of (tasks (R,), values (R, N)); calibrate mode only."""
 
     values: np.ndarray
     t: np.ndarray
     propensity: np.ndarray
+    observed: dict = field(default_factory=dict)
 
 
 def masked_stats(f: np.ndarray, mask: np.ndarray, n: np.ndarray):
@@ -258,6 +288,7 @@ class _Context:
         self.mask = (np.arange(n_pad)[None, :] < n_units[:, None]).astype(F32)
         self.t = np.zeros((scm.n_tasks, n_pad), dtype=bool)
         self.e = np.zeros((scm.n_tasks, n_pad), dtype=F32)
+        self.observed: dict = {}  # node -> [(tasks, (R, N) observed values)] of typed nodes
 
     def standardise(self, v: np.ndarray, key: str, j: int, rows: _Rows) -> np.ndarray:
         """v: (R, N) row values, in place; factual statistics per task."""
@@ -321,8 +352,17 @@ def _outcome_signal_once(scm: BatchSCM, j: int, parents: Parents, rows: _Rows) -
 
 
 def _parents(scm: BatchSCM, values: np.ndarray, j: int, rows: _Rows) -> Parents:
-    """Parent values of node j for every row (no padding)."""
-    return Parents.gather(values, rows.world, rows.task, scm.slots[rows.task, j], scm.n_parents[rows.task, j])
+    """Parent values of node j for every row (no padding); weak-signal parents are read
+    scaled down (`causalgen.prior.measure.Measurement.read_scale`)."""
+    slots = scm.slots[rows.task, j]
+    parents = Parents.gather(values, rows.world, rows.task, slots, scm.n_parents[rows.task, j])
+    m = scm.measure
+    if m is not None and parents.blocks:
+        scale = m.read_scale[rows.task[:, None], slots][parents.order]  # (R, S) in the blocks' row order
+        if (scale[:, : len(parents.blocks)] != 1).any():
+            for k, blk in enumerate(parents.blocks):
+                blk *= scale[: len(blk), k, None]
+    return parents
 
 
 def simulate(
@@ -371,6 +411,13 @@ def simulate(
         roots = np.flatnonzero(kind[:, j] == ROOT)
         if len(roots):
             values[:, roots, j] = eps[noise_row[roots, j]]
+            if scm.measure is not None:
+                typed = roots[scm.measure.obs_type[roots, j] != 0]
+                if len(typed):
+                    rows = _Rows(typed, False)
+                    v = _observe(scm, j, rows, values[0, typed, j], ctx)
+                    values[0, typed, j] = v
+                    values[1, typed, j] = v
         if calibrate:
             tsel = np.flatnonzero(kind[:, j] == TREATMENT)
             if len(tsel):
@@ -390,7 +437,7 @@ def simulate(
         sel = np.flatnonzero(computed[:, j] & scm.two_worlds[:, j])
         if len(sel):
             _node(scm, j, _Rows(sel, True), values, eps, noise_row, ctx)
-    return Simulation(values=values, t=ctx.t, propensity=ctx.e)
+    return Simulation(values=values, t=ctx.t, propensity=ctx.e, observed=ctx.observed)
 
 
 def _node(scm, j, rows: _Rows, values, eps, noise_row, ctx):
@@ -432,9 +479,34 @@ def _node(scm, j, rows: _Rows, values, eps, noise_row, ctx):
     is_y = np.flatnonzero(scm.outcome[rows.tasks] == j)
     if len(is_y):
         _add_effect(scm, j, rows, is_y, parents, val, ctx)
+    if scm.measure is not None:  # (never the outcome: its type is always continuous)
+        typed = np.flatnonzero(scm.measure.obs_type[rows.tasks, j] != 0)
+        if len(typed):
+            sub = _Rows(rows.tasks[typed], rows.two_worlds)
+            pos = np.concatenate([typed + w * rows.n for w in range(2 if rows.two_worlds else 1)])
+            val[pos] = _observe(scm, j, sub, val[pos], ctx)
     values[rows.world, task, j] = val
     if not rows.two_worlds:
         values[1, task, j] = val
+
+
+def _observe(scm, j, rows: _Rows, latent: np.ndarray, ctx) -> np.ndarray:
+    """Typed node j (`causalgen.prior.measure`): its latent values (R, N) for `rows` ->
+    the standardised observed values its children read. Cut points are quantiles of the
+    factual latent values (calibrate mode) or the stored ones (apply mode)."""
+    m, tasks = scm.measure, rows.tasks
+    if ctx.calibrate:
+        if ctx.cal.cuts is None:
+            ctx.cal.cuts = np.full((scm.n_tasks, scm.n_nodes, MAX_LEVELS - 1), np.inf, F32)
+        factual = rows.factual(latent, ctx.t)
+        ctx.cal.cuts[tasks, j] = row_quantiles(factual, ctx.n[tasks].astype(np.int64), m.cut_q[tasks, j])
+    cuts = ctx.cal.cuts[rows.task, j]
+    v = typed_values(np.ascontiguousarray(latent), m, rows.task, j, cuts)
+    if ctx.calibrate and not rows.two_worlds:
+        # what x will hold (pre-treatment nodes have one world): kept before standardising,
+        # since a float32 round trip through the standardisation would not give it back exactly
+        ctx.observed.setdefault(j, []).append((rows.tasks.copy(), v.copy()))
+    return ctx.standardise(v, "obs", j, rows)
 
 
 def _explicit(scm, j, rows: _Rows, f, noise, pnl, ctx):

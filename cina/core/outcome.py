@@ -1,0 +1,127 @@
+"""The in-context outcome model: mu0(x) and mu1(x) for every unit of a dataset, cross-fitted.
+
+A head of the CInA transformer reads a dataset's (x, t, y) and predicts both potential-outcome
+means of every unit. It is a ridge regression, solved in closed form inside the forward pass,
+on features the network learns:
+
+    phi_i = [1, xs_i, MLP(LN(z_i))]          (B, N, F)   xs: standardised covariates (d_max
+                                                          columns, zero-padded), z: the
+                                                          treatment-blind encoder's units
+    beta_a = (Phi_a^T Phi_a + lam_a P)^-1 Phi_a^T y_a     per dataset and arm a, on that arm's units
+    mu_a(x_i) = phi_i . beta_a
+
+so an untrained head is already a linear regression of y on x per arm, and training shapes the
+learned features (and the penalty) on the corpus' potential outcomes y0, y1, which every
+synthetic unit has. P is diagonal: 0 on the intercept, 1 elsewhere; lam_a = exp(log_lam) times
+the arm's size, so the penalty per unit does not depend on N.
+
+Cross-fitting. A unit's own outcome must not inform its own prediction, or the residuals
+y_i - mu_{t_i}(x_i) of the doubly robust estimate are biased towards zero. For the other arm
+this holds by construction (unit i is not among that arm's units). For its own arm the
+prediction is the exact leave-one-out ridge prediction, from the same solve:
+
+    mu_{-i} = (phi_i . beta - h_ii y_i) / (1 - h_ii),    h_ii = phi_i^T (Phi^T Phi + lam P)^-1 phi_i
+
+(the standard identity for linear smoothers). This is K-fold cross-fitting with K = N, needs no
+fold assignment (so the estimate stays invariant to the order of the units) and costs one
+(F x F) solve per dataset and arm. Tested: perturbing y_i leaves every prediction at unit i
+unchanged.
+
+New units (CATE for units outside the dataset) use the full-data fit, beta_a on all of the
+arm's units: their outcomes were never seen.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+__all__ = ["OutcomeHead", "ridge_fit", "ridge_predict"]
+
+
+def ridge_fit(phi: torch.Tensor, y: torch.Tensor, arm: torch.Tensor, log_lam: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per dataset: ridge regression of y on phi over the units of `arm`.
+
+    phi: (B, N, F) features (column 0 the intercept, unpenalised); y: (B, N); arm: (B, N) bool
+    units in the regression (padding excluded); log_lam: scalar or (B,) log penalty per unit.
+    Returns (beta (B, F), inverse (B, F, F) of Phi^T Phi + lam P), in float64 (the solve is
+    small and ill-conditioned when features nearly repeat).
+    """
+    B, N, F = phi.shape
+    p = phi.double() * arm.unsqueeze(-1)
+    gram = p.transpose(1, 2) @ p
+    n_arm = arm.sum(-1).clamp_min(1).double()
+    lam = torch.exp(torch.as_tensor(log_lam, dtype=torch.float64, device=phi.device)).expand(B) * n_arm
+    penalty = torch.ones(F, dtype=torch.float64, device=phi.device)
+    penalty[0] = 1e-8  # the intercept: (almost) free, but keeps the system definite for one unit
+    a = gram + lam.view(B, 1, 1) * torch.diag(penalty)
+    inv = torch.linalg.inv(a)
+    beta = inv @ (p.transpose(1, 2) @ (y.double() * arm).unsqueeze(-1))
+    return beta.squeeze(-1), inv
+
+
+def ridge_predict(phi: torch.Tensor, beta: torch.Tensor, inv: torch.Tensor, y: torch.Tensor,
+                  own: torch.Tensor) -> torch.Tensor:
+    """(B, N) predictions phi . beta, leave-one-out for the units in `own` (B, N) bool (the
+    units the fit used): (phi_i . beta - h_ii y_i) / (1 - h_ii)."""
+    phi64 = phi.double()
+    fit = (phi64 @ beta.unsqueeze(-1)).squeeze(-1)
+    h = torch.einsum("bnf,bfg,bng->bn", phi64, inv, phi64)
+    # h_ii < 1 for a positive penalty; the clamp only guards rounding
+    loo = (fit - h * y.double()) / (1.0 - h).clamp_min(1e-6)
+    return torch.where(own, loo, fit)
+
+
+class OutcomeHead(nn.Module):
+    """Cross-fitted potential-outcome means from the encoder's units (see the module docstring).
+
+    Args:
+        d_model: width of the encoder's unit representations z.
+        n_features: learned features F' (F = 1 + max_features + F').
+        log_lam: initial log penalty per unit (learned).
+    """
+
+    def __init__(self, d_model: int, n_features: int = 32, log_lam: float = math.log(1e-2)):
+        super().__init__()
+        self.norm = nn.LayerNorm(d_model)
+        self.features = nn.Sequential(nn.Linear(d_model, d_model), nn.SiLU(), nn.Linear(d_model, n_features))
+        self.log_lam = nn.Parameter(torch.tensor([log_lam, log_lam]))  # per arm: control, treated
+
+    def phi(self, z: torch.Tensor, xs: torch.Tensor, unit_mask: torch.Tensor) -> torch.Tensor:
+        """(B, N, F) features: intercept, standardised covariates, learned features (0 on padding)."""
+        learned = self.features(self.norm(z)).float()
+        ones = torch.ones_like(learned[..., :1])
+        phi = torch.cat([ones, xs.float(), learned], dim=-1)
+        return torch.where(unit_mask.unsqueeze(-1), phi, torch.zeros_like(phi))
+
+    def forward(self, z: torch.Tensor, xs: torch.Tensor, t: torch.Tensor, y: torch.Tensor, unit_mask: torch.Tensor,
+                query: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """mu0, mu1 (B, N) for the dataset's units (own arm leave-one-out), in y's units.
+
+        z: (B, N, C) encoder units; xs: (B, N, w) standardised covariates; t: (B, N) 0/1; y:
+        (B, N) outcomes (standardised per dataset by the caller); unit_mask: (B, N) context
+        units. query: optional (z_new (B, M, C), xs_new (B, M, w)) of new units, predicted from
+        the full fit (returned as mu0_new, mu1_new (B, M)). Also returns the features' linear
+        coefficients on the covariates per arm, beta_x (B, 2, w), which say which covariates
+        the outcome depends on.
+        """
+        phi = self.phi(z, xs, unit_mask)
+        treated = (t > 0.5) & unit_mask
+        control = (t <= 0.5) & unit_mask
+        out: dict[str, torch.Tensor] = {}
+        betas = []
+        new = None
+        if query is not None:
+            z_new, xs_new = query
+            new = self.phi(z_new, xs_new, torch.ones(z_new.shape[:2], dtype=torch.bool, device=z_new.device))
+        for a, arm in ((0, control), (1, treated)):
+            beta, inv = ridge_fit(phi, y, arm, self.log_lam[a])
+            out[f"mu{a}"] = ridge_predict(phi, beta, inv, y, arm).to(y.dtype if y.is_floating_point() else torch.float32)
+            betas.append(beta[:, 1 : 1 + xs.shape[-1]])
+            if new is not None:
+                out[f"mu{a}_new"] = (new.double() @ beta.unsqueeze(-1)).squeeze(-1).float()
+        out["beta_x"] = torch.stack(betas, dim=1).float()
+        return out
