@@ -263,3 +263,9 @@ def test_every_preset_round_trips_and_verifies(tmp_path, preset):
     assert all(corpus[i].equals(want[i]) for i in range(3))
     report = verify_corpus(tmp_path / "c")
     assert report.ok, report.problems
+
+
+def test_documented_manifest_format_name_and_the_mistaken_one(copy):
+    assert json.loads((copy / MANIFEST_NAME).read_text())["format"] == "causalgen.corpus"  # docs/format.md
+    _edit(copy, format="causalgen.store.corpus")  # what the layout commit wrote for a few hours
+    assert len(open_corpus(copy)) == N_TASKS
