@@ -411,6 +411,8 @@ def verify_published(path_or_url: str | os.PathLike, *, check_parquet: bool = Tr
             problem = _shard_problem(data, record) or check_values(data, None)
         except shardfmt.ShardError as exc:
             problem = str(exc)
+        except Exception as exc:  # anything else a damaged shard provokes: report it, check the next one
+            problem = f"{location}: cannot be read: {shardfmt._one_line(exc)}"
         else:
             problem = f"{location}: {problem}" if problem else None
         report.shards_checked += 1
