@@ -1,12 +1,17 @@
 """The `causalgen` command line: generate, inspect, verify and sample.
 
-Exit codes: 0 success; 1 verification or generation failure; 2 usage, config
-or input errors (one line on stderr naming the problem); 130 interrupted.
+Exit codes: 0 success; 1 verification or generation failure, or a failure
+outside the program (a full disk, no network, a worker process killed); 2 usage,
+config or input errors (a read-only or unusable path, an unknown URL scheme, a
+foreign shard ...); each error is one line on stderr naming the file or field and
+the cause; 130 interrupted. Only an internal error prints a traceback, after its
+one-line cause.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 from typing import Any, Sequence
@@ -151,11 +156,13 @@ def cmd_generate(args) -> int:
         config=config.to_dict(), seed=args.seed, num_tasks=args.num_tasks, shard_size=args.shard_size,
         shard_format=args.shard_format, compression=args.compression,
     )
+    generated = []
     m = generate_corpus(
         spec, args.out, workers=args.workers, executor=args.executor, scheduler=args.scheduler,
-        overwrite=args.overwrite, progress=not args.quiet,
+        overwrite=args.overwrite, progress=not args.quiet, on_record=generated.append,
     )
-    print(f"{args.out}: {m.tasks_written} tasks in {len(m.shards)} shards, {m.files} files, {m.bytes / 1e6:.1f} MB")
+    note = "" if generated else " (complete: every shard was already written, nothing generated)"
+    print(f"{args.out}: {m.tasks_written} tasks in {len(m.shards)} shards, {m.files} files, {m.bytes / 1e6:.1f} MB{note}")
     return EXIT_OK
 
 
@@ -293,6 +300,9 @@ def cmd_publish(args) -> int:
     pub.check_license(args.license)
     if args.push and not args.dry_run and not pub.has_token():
         raise UsageError("--push: no Hugging Face token found; set HF_TOKEN or run `hf auth login`")
+    if args.push and not args.dry_run and pub.hub_offline():
+        raise UsageError("--push: HF_HUB_OFFLINE is set, so nothing can be uploaded; unset HF_HUB_OFFLINE to push, "
+                         "or build the folder without --push")
     if args.shard_size is not None and args.shard_size < 1:
         raise UsageError(f"--shard-size: must be >= 1, got {args.shard_size}")
     if not args.max_parquet_mb > 0:
@@ -314,19 +324,17 @@ def cmd_publish(args) -> int:
     print(f"{result.repo_dir}: {m.num_tasks} tasks ({', '.join(f'{s} {n}' for s, n in m.split_counts.items())}), "
           f"{len(m.parquet)} Parquet files, {len(m.shards)} zarr shards, {size:.1f} MB")
     if args.push:
-        from huggingface_hub.errors import HfHubHTTPError
-
         try:
             info = pub.push(result.repo_dir, args.repo_id, private=args.private, verify=False)
-        except HfHubHTTPError as exc:
-            print(f"causalgen publish: error: upload failed: {_one_line(exc)}", file=sys.stderr)
+        except pub.PushError as exc:
+            print(f"causalgen publish: error: {_one_line(exc)}", file=sys.stderr)
             return EXIT_FAILED
         print(f"pushed to https://huggingface.co/datasets/{args.repo_id} ({getattr(info, 'commit_url', info)})")
     return EXIT_OK
 
 
 def _print_dry_run(args, plan) -> None:
-    from .hub.publish import DELETE_PATTERNS, has_token
+    from .hub.publish import DELETE_PATTERNS, has_token, hub_offline
 
     counts = ", ".join(f"{s} {len(p.tasks)}" for s, p in plan.splits.items())
     print(f"dry run: would write {args.repo_dir} ({plan.num_tasks} tasks: {counts}):")
@@ -335,6 +343,8 @@ def _print_dry_run(args, plan) -> None:
     if args.push:
         visibility = "private" if args.private else "visibility: the account default"
         token = "found" if has_token() else "NOT found: set HF_TOKEN or run `hf auth login` first"
+        if hub_offline():
+            token += "; HF_HUB_OFFLINE is set: the upload would be refused"
         print(f"dry run: would upload to https://huggingface.co/datasets/{args.repo_id} ({visibility}): create_repo + upload_folder "
               f"of {len(plan.files())} files, deleting remote files under {', '.join(DELETE_PATTERNS)} not in this upload; token {token}")
 
@@ -342,22 +352,63 @@ def _print_dry_run(args, plan) -> None:
 COMMANDS = {"generate": cmd_generate, "inspect": cmd_inspect, "verify": cmd_verify, "sample": cmd_sample, "publish": cmd_publish}
 
 
+#: errno values that mean the path given is unusable (bad input, exit 2); any other OSError is a
+#: failure outside the program (a full disk, an I/O error: exit 1).
+_INPUT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST,
+                 errno.ENAMETOOLONG, errno.ELOOP, errno.EXDEV, errno.EBUSY}
+_HINTS = {
+    errno.EROFS: "the output location is read-only",
+    errno.EACCES: "no permission to write there",
+    errno.EPERM: "the location does not allow writing (read-only or immutable?)",
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exhausted",
+    errno.ENOTDIR: "a part of the path is a file, not a directory",
+    errno.EBUSY: "the path is in use (a mount point?)",
+}
+
+
+def describe_os_error(exc: OSError) -> tuple[str, int]:
+    """One line naming the file and the cause of an OSError, and the exit code it deserves.
+
+    Exit 2 when the path itself is unusable (read-only, no permission, not a directory ...),
+    1 for failures outside the program (no space left, I/O errors).
+    """
+    where = exc.filename if exc.filename is not None else "(file not named by the system)"
+    if getattr(exc, "filename2", None):
+        where = f"{where} -> {exc.filename2}"
+    reason = exc.strerror or _one_line(exc)
+    hint = _HINTS.get(exc.errno)
+    line = f"{where}: {reason}" + (f" ({hint})" if hint else "")
+    return line, (EXIT_USAGE if exc.errno in _INPUT_ERRNOS else EXIT_FAILED)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from .hub.card import CardError
     from .prior.config import ConfigError
+    from .store.generate import GenerationFailed
     from .store.manifest import CorpusError
-    from .store.shard import ShardError
+    from .store.shard import ShardError, URLError
 
     args = build_parser().parse_args(argv)
     prog = f"causalgen {args.command}"
     try:
         return COMMANDS[args.command](args)
-    except (UsageError, ConfigError, CorpusError, CardError) as exc:
+    except (UsageError, ConfigError, CorpusError, CardError, URLError) as exc:
         print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
-    except ShardError as exc:
+    except (ShardError, GenerationFailed) as exc:
         print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_FAILED
+    except OSError as exc:
+        line, code = describe_os_error(exc)
+        if args.command == "generate" and code == EXIT_FAILED:
+            line += "; the shards finished so far are kept: fix this and re-run the same command to resume"
+        elif args.command == "generate":
+            line += "; --out must be writable unless the corpus there is already complete"
+        elif args.command == "publish":
+            line += "; the previous output (if any) is unchanged"
+        print(f"{prog}: error: {line}", file=sys.stderr)
+        return code
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -366,6 +417,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if name == "SamplingError":
             print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
             return EXIT_FAILED
+        # A bug: the cause in one line first, then the traceback for the report.
+        print(f"{prog}: error: {name}: {_one_line(exc)} (internal error; traceback follows)", file=sys.stderr)
         raise
 
 

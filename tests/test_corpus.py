@@ -137,7 +137,17 @@ def test_verify_catches_a_flip_that_still_decodes(copy):
     meta.write_text(text.replace('"attributes": {}', '"attributes" :{}'))
     assert len(meta.read_text()) == len(text)
     report = verify_corpus(copy)
-    assert report.problems == [f"{copy / 'shards' / 'shard-00000.zarr'}: sha256 mismatch with manifest.json (contents changed)"]
+    shard0 = copy / "shards" / "shard-00000.zarr"
+    assert report.problems == [f"{shard0}: metadata (zarr.json) differs from metadata_sha256 in manifest.json: "
+                               "array 'ate': ate/zarr.json was changed; the shard is damaged, regenerate it"]
+    with pytest.raises(causalgen.store.ShardError, match="array 'ate': ate/zarr.json was changed"):
+        open_corpus(copy)[0]  # every read checks the metadata, not only verify
+    # a manifest written before metadata_sha256 existed: the whole-shard sha256 still notices
+    m = json.loads((copy / MANIFEST_NAME).read_text())
+    for rec in m["shards"]:
+        del rec["metadata_sha256"]
+    (copy / MANIFEST_NAME).write_text(json.dumps(m))
+    assert verify_corpus(copy).problems == [f"{shard0}: sha256 mismatch with manifest.json (contents changed)"]
     meta.write_text(text.replace('"attributes": {}', '"attributes": {"x": 1}'))
     assert "bytes on disk, manifest.json says" in verify_corpus(copy).problems[0]
 
@@ -263,3 +273,9 @@ def test_every_preset_round_trips_and_verifies(tmp_path, preset):
     assert all(corpus[i].equals(want[i]) for i in range(3))
     report = verify_corpus(tmp_path / "c")
     assert report.ok, report.problems
+
+
+def test_documented_manifest_format_name_and_the_mistaken_one(copy):
+    assert json.loads((copy / MANIFEST_NAME).read_text())["format"] == "causalgen.corpus"  # docs/format.md
+    _edit(copy, format="causalgen.store.corpus")  # what the layout commit wrote for a few hours
+    assert len(open_corpus(copy)) == N_TASKS

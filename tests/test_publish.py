@@ -533,11 +533,16 @@ def test_bad_input_is_refused_in_one_line_and_loses_nothing(case, message, corpu
 def test_overwrite_replaces_a_previous_publish_byte_for_byte(corpus_dir, repo, tmp_path, capsys):
     out = tmp_path / "again"
     shutil.copytree(repo, out)
-    (out / "zarr" / "train" / "shard-00042.zarr.zip").write_bytes(b"stale")
-    code, stdout, err = _cli([corpus_dir, "--repo-dir", out, "--repo-id", REPO_ID, "--overwrite", "--quiet",
-                              "--max-parquet-mb", PARQUET_BYTES / 1e6], capsys)
+    args = [corpus_dir, "--repo-dir", out, "--repo-id", REPO_ID, "--overwrite", "--quiet", "--max-parquet-mb", PARQUET_BYTES / 1e6]
+    # a file the previous publish's manifest does not list is not ours, whatever its name: kept, and refused
+    (out / "zarr" / "train" / "shard-00042.zarr.zip").write_bytes(b"not listed")
+    code, stdout, err = _cli(args, capsys)
+    assert code == 2 and "'zarr/train/shard-00042.zarr.zip', which the previous publish did not write" in err
+    assert (out / "zarr" / "train" / "shard-00042.zarr.zip").read_bytes() == b"not listed"
+    (out / "zarr" / "train" / "shard-00042.zarr.zip").unlink()
+    code, stdout, err = _cli(args, capsys)
     assert code == 0, err
-    assert _tree(out) == _tree(repo)  # deterministic, and the stale shard is gone
+    assert _tree(out) == _tree(repo)  # deterministic
     assert sorted(p.name for p in tmp_path.iterdir()) == ["again"]  # no temp or old copies left
     assert f"{out}: 24 tasks (train 18, validation 5, test 1)" in stdout
 

@@ -249,3 +249,13 @@ def test_bad_task_shapes_and_meta_are_named():
     bad.meta = {"when": object()}
     with pytest.raises(ShardError, match="task 0: meta is not JSON-serialisable"):
         shard.flatten_tasks([bad], [0], [3])
+
+
+def test_documented_format_name_is_written_and_the_mistaken_one_still_read(tasks):
+    files = shard.encode_shard(tasks[:2])
+    root = json.loads(files["zarr.json"])
+    assert root["attributes"]["format"] == "causalgen.shard"  # docs/format.md
+    # written for a few hours by the layout commit (a module rename that reached the format)
+    root["attributes"]["format"] = "causalgen.store.shard"
+    files["zarr.json"] = json.dumps(root).encode()
+    assert len(shard.decode_shard(files, "s.zarr")) == 2

@@ -14,8 +14,8 @@ Inside a split shard the tasks keep corpus order and the shard's own
 layout requires them contiguous); the corpus index of every task is recorded
 here, in ``shards[k].tasks.task_index``.
 
-The manifest is a different format (``causalgen.hub.layout``) from a corpus
-manifest (``causalgen.store.corpus``) on purpose: its shard paths, split grouping and
+The manifest is a different format (``causalgen.published``) from a corpus
+manifest (``causalgen.corpus``) on purpose: its shard paths, split grouping and
 non-contiguous task indices would be misread by a corpus reader, which now
 refuses it by name instead. Like the corpus manifest it is a pure function of
 the content (no timestamps, hosts or absolute paths), written one line per shard.
@@ -33,7 +33,9 @@ import numpy as np
 from ..store.manifest import SUMMARY_COLUMNS, CorpusError, FormatVersionError
 from ..store.splits import SPLITS
 
-PUBLISHED_FORMAT = "causalgen.hub.layout"
+PUBLISHED_FORMAT = "causalgen.published"
+#: Also read: the name the 6d1cf0a layout commit wrote by mistake; never written.
+PUBLISHED_FORMAT_ALIASES = (PUBLISHED_FORMAT, "causalgen.hub.layout")
 #: Bump on any change a reader of the previous version would misread.
 PUBLISHED_FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -231,7 +233,7 @@ class PublishedManifest:
     @classmethod
     def from_dict(cls, d: Any, where: str = MANIFEST_NAME) -> "PublishedManifest":
         _expect_object(d, where)
-        if d.get("format") != PUBLISHED_FORMAT:
+        if d.get("format") not in PUBLISHED_FORMAT_ALIASES:
             raise CorpusError(f"{where}: not a causalgen published repository manifest (format={d.get('format')!r})")
         version = d.get("format_version")
         if not isinstance(version, int) or isinstance(version, bool) or version < 1:

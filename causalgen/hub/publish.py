@@ -10,9 +10,14 @@ one pass over the corpus:
   of every file, for causalgen's own fast loaders (`causalgen.hub.reader`).
 
 Safety rules, checked in this order so that bad input costs nothing: the repo id
-is validated before anything else; ``--push`` needs a token; OUT must be empty
-(or ``--overwrite``, and then only a previous publish output is replaced); the
-corpus must pass `verify_corpus` (complete, every checksum and value check).
+is validated before anything else; ``--push`` needs a token and huggingface_hub
+not in offline mode; OUT (and the folder it is in) must be writable; OUT must be
+empty, or with ``--overwrite`` hold only a previous publish output: README.md,
+manifest.json and, under data/, zarr/ and figures/, exactly the files that
+publish's manifest.json lists (anything else is refused by name, never
+deleted); the corpus must pass `verify_corpus` (complete, every checksum and
+value check). A failed upload (no network, the Hub refusing) is a `PushError`
+and leaves the built folder in place.
 The repository is built in a hidden sibling directory, verified, and only then
 renamed onto OUT, so an interrupted or failed publish never leaves a partial OUT
 and never destroys the previous one.
@@ -74,6 +79,10 @@ class PublishError(CorpusError):
     """Publishing was refused or failed; the message (one line) names the problem."""
 
 
+class PushError(RuntimeError):
+    """The upload failed for a reason outside the program (network, the Hub); the built folder is kept."""
+
+
 # ------------------------------------------------------------------ input checks
 
 
@@ -100,6 +109,13 @@ def has_token() -> bool:
     return get_token() is not None
 
 
+def hub_offline() -> bool:
+    """Whether huggingface_hub is in offline mode (HF_HUB_OFFLINE), where every upload is refused."""
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
 def check_figure_backend() -> None:
     """The card's figure needs matplotlib (an optional dependency of causalgen)."""
     import importlib.util
@@ -117,7 +133,8 @@ def _local(path: str) -> str:
 
 
 def check_out_dir(out: str, *, overwrite: bool, corpus: str | None = None) -> None:
-    """Refuse an OUT that is a file, non-empty without overwrite, foreign, or holds the corpus."""
+    """Refuse an OUT that is a file, under a file, not writable, non-empty without overwrite,
+    holds anything a previous publish did not write, or holds the corpus."""
     if not _is_local(out):
         raise PublishError(f"--repo-dir {out}: must be a local directory (upload with --push)")
     out = _local(out)
@@ -127,6 +144,7 @@ def check_out_dir(out: str, *, overwrite: bool, corpus: str | None = None) -> No
             raise PublishError(f"--repo-dir {out}: contains the corpus {corpus}; choose a separate output directory")
     if os.path.lexists(out) and not os.path.isdir(out):
         raise PublishError(f"--repo-dir {out}: exists and is not a directory")
+    _check_writable(out)
     if not os.path.isdir(out):
         return
     entries = sorted(os.listdir(out))
@@ -140,6 +158,63 @@ def check_out_dir(out: str, *, overwrite: bool, corpus: str | None = None) -> No
             f"--repo-dir {out}: contains {foreign[0]!r}, which causalgen publish does not write; "
             "refusing to replace it even with --overwrite (use an empty directory)"
         )
+    _check_only_previous_output(out)
+
+
+def _check_writable(out: str) -> None:
+    """OUT (when it exists) and the folder that will receive the build must be writable.
+
+    The build goes to a hidden sibling of OUT and is renamed onto it, so both
+    matter; checked up front so that a read-only location costs no build.
+    """
+    parent = os.path.dirname(os.path.abspath(out))
+    ancestor = parent
+    while not os.path.lexists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise PublishError(f"--repo-dir {out}: {ancestor} is a file, not a directory")
+    if os.path.isdir(out) and not os.access(out, os.W_OK):
+        raise PublishError(f"--repo-dir {out}: not writable (read-only file system or no permission); nothing was changed")
+    if not os.access(ancestor, os.W_OK):
+        raise PublishError(f"--repo-dir {out}: its folder {ancestor} is not writable (read-only file system or no permission); nothing was changed")
+
+
+def _check_only_previous_output(out: str) -> None:
+    """Everything under data/, zarr/ and figures/ must be a file the previous publish lists.
+
+    The previous publish's manifest.json names every file it wrote (shards,
+    Parquet, figures); anything else there is the user's and is never
+    replaced: the overwrite is refused, naming it.
+    """
+    where = os.path.join(out, MANIFEST_NAME)
+    try:
+        with open(where, encoding="utf-8") as fh:
+            previous = PublishedManifest.from_json(fh.read(), where)
+    except (OSError, UnicodeDecodeError, CorpusError) as exc:
+        cause = _one_line(exc) if isinstance(exc, CorpusError) else f"{type(exc).__name__}: {exc}"
+        raise PublishError(
+            f"--repo-dir {out}: has no readable {MANIFEST_NAME} of a previous causalgen publish ({cause}); "
+            "refusing to replace its contents even with --overwrite (use an empty directory)"
+        ) from None
+    ours = {path for path, _, _ in previous.files()}
+    for sub in (DATA_DIR, ZARR_DIR, FIGURES_DIR):
+        top = os.path.join(out, sub)
+        if os.path.islink(top) or (os.path.lexists(top) and not os.path.isdir(top)):
+            raise PublishError(f"--repo-dir {out}: {sub} is not a directory the previous publish wrote; refusing to replace it even with --overwrite")
+        for dirpath, dirnames, filenames in os.walk(top):
+            links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+            for name in sorted(filenames + links):
+                rel = os.path.relpath(os.path.join(dirpath, name), out).replace(os.sep, "/")
+                if rel not in ours:
+                    raise PublishError(
+                        f"--repo-dir {out}: contains {rel!r}, which the previous publish did not write (not in its "
+                        f"{MANIFEST_NAME}); refusing to replace it even with --overwrite (move it out first)"
+                    )
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def open_verified_corpus(corpus: str, *, progress: bool = False):
@@ -539,18 +614,44 @@ def push(repo_dir: str | os.PathLike, repo_id: str, *, private: bool = False, co
         if not report.ok:
             raise PublishError(f"{root}: refusing to push, verification failed: {report.problems[0]}")
     manifest = read_published_manifest(_LocalSource(root))
-    api = api if api is not None else HfApi()
-    # private=None (not False) leaves a new repository to the account's default visibility;
-    # an existing repository keeps its visibility either way.
-    api.create_repo(repo_id, repo_type="dataset", private=True if private else None, exist_ok=True)
     message = commit_message or (
         f"causalgen publish: {manifest.num_tasks} tasks of config {manifest.config.get('name', 'custom')!r}, "
         f"corpus seed {manifest.corpus_seed} (causalgen {manifest.causalgen_version})"
     )
-    return api.upload_folder(
-        repo_id=repo_id, repo_type="dataset", folder_path=root, commit_message=message,
-        allow_patterns=UPLOAD_PATTERNS, delete_patterns=DELETE_PATTERNS,
-    )
+    try:
+        api = api if api is not None else HfApi()
+        # private=None (not False) leaves a new repository to the account's default visibility;
+        # an existing repository keeps its visibility either way.
+        api.create_repo(repo_id, repo_type="dataset", private=True if private else None, exist_ok=True)
+        return api.upload_folder(
+            repo_id=repo_id, repo_type="dataset", folder_path=root, commit_message=message,
+            allow_patterns=UPLOAD_PATTERNS, delete_patterns=DELETE_PATTERNS,
+        )
+    except _network_errors() as exc:
+        raise PushError(f"upload of {root} to {repo_id} failed: {_push_cause(exc)}; the folder {root} is built and "
+                        "verified: re-run with --overwrite --push to retry") from exc
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """What a failed upload raises: the Hub's HTTP errors, the HTTP client's transport errors
+    (no network, DNS, timeouts; the client's HTTPError base, whichever client huggingface_hub
+    uses) and OSError (offline mode, connection errors)."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    bases = tuple(c for c in HfHubHTTPError.__mro__ if c.__name__ == "HTTPError" and c is not HfHubHTTPError)
+    return (HfHubHTTPError, OSError, *bases)
+
+
+def _push_cause(exc: BaseException) -> str:
+    from huggingface_hub import constants
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    text = _one_line(exc)
+    if isinstance(exc, OfflineModeIsEnabled):
+        return f"HF_HUB_OFFLINE is set ({text})"
+    if isinstance(exc, HfHubHTTPError):
+        return f"the Hub answered: {text}"
+    return f"cannot reach {constants.ENDPOINT} ({type(exc).__name__}: {text})"
 
 
 # ------------------------------------------------------------------ CLI

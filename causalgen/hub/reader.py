@@ -31,7 +31,7 @@ import numpy as np
 
 from ..store import shard as shardfmt
 from ..store.manifest import CorpusError, summarise
-from .layout import CARD_NAME, MANIFEST_NAME, PUBLISHED_FORMAT, PublishedManifest
+from .layout import CARD_NAME, MANIFEST_NAME, PUBLISHED_FORMAT_ALIASES, PublishedManifest
 from ..store.splits import SPLITS, split_of
 from ..prior.task import Task
 
@@ -202,7 +202,7 @@ def is_published(path_or_url: str | os.PathLike) -> bool:
                 head = fh.read(4096)
     except Exception:  # missing or unreadable: not ours to judge, the corpus reader reports it
         return False
-    return f'"format": "{PUBLISHED_FORMAT}"'.encode() in head
+    return any(f'"format": "{name}"'.encode() in head for name in PUBLISHED_FORMAT_ALIASES)
 
 
 # ---------------------------------------------------------------- the reader
@@ -411,6 +411,8 @@ def verify_published(path_or_url: str | os.PathLike, *, check_parquet: bool = Tr
             problem = _shard_problem(data, record) or check_values(data, None)
         except shardfmt.ShardError as exc:
             problem = str(exc)
+        except Exception as exc:  # anything else a damaged shard provokes: report it, check the next one
+            problem = f"{location}: cannot be read: {shardfmt._one_line(exc)}"
         else:
             problem = f"{location}: {problem}" if problem else None
         report.shards_checked += 1

@@ -46,9 +46,8 @@ def read_manifest(root: str) -> Manifest:
             with open(local, "rb") as fh:
                 raw = fh.read()
         else:
-            import fsspec
-
-            with fsspec.open(location, "rb") as fh:
+            fs, path = shardfmt.url_to_fs(location, "corpus")
+            with fs.open(path, "rb") as fh:
                 raw = fh.read()
     except FileNotFoundError:
         raise CorpusError(f"{location}: missing; not a causalgen corpus (or generation never started)") from None
@@ -77,6 +76,7 @@ class Corpus:
         self._cache: OrderedDict[int, shardfmt.ShardData] = OrderedDict()
         self._config = None
         self._columns: dict[str, np.ndarray] | None = None
+        self._config_sha256 = manifest.config_sha256  # what every shard's attributes must carry
 
     def __repr__(self) -> str:
         m = self.manifest
@@ -119,6 +119,9 @@ class Corpus:
     def read_shard(self, pos: int, *, verify: bool = False) -> shardfmt.ShardData:
         """Read and decode shard `pos` (position in ``manifest.shards``) in one pass.
 
+        Always (cheap): the metadata files against the manifest's
+        ``metadata_sha256`` (when recorded), every float value finite, the layout,
+        and the shard's corpus attributes against the manifest.
         verify: also check its sha256 against the manifest (the bytes are in
         memory anyway, so this costs only the hashing).
         """
@@ -133,11 +136,17 @@ class Corpus:
             files = shardfmt.read_shard_files(location)
             if verify and shardfmt.checksum(files) != record.sha256:
                 raise shardfmt.ShardError(f"{location}: sha256 mismatch with {MANIFEST_NAME}")
+        problem = metadata_problem(files, record, location)
+        if problem:
+            raise shardfmt.ShardError(problem)
         data = shardfmt.decode_shard(files, location)
         if len(data) != record.num_tasks or data.attrs["first_task"] != record.first_task:
             raise shardfmt.ShardError(
                 f"{location}: holds tasks {data.attrs['first_task']}..+{len(data)}, {MANIFEST_NAME} says {record.first_task}..+{record.num_tasks}"
             )
+        problem = identity_problem(data.attrs, self.manifest.corpus_seed, self._config_sha256)
+        if problem:
+            raise shardfmt.ShardError(f"{location}: {problem}")
         return data
 
     def shard(self, pos: int) -> shardfmt.ShardData:
@@ -176,7 +185,28 @@ def open_corpus(path_or_url: str | os.PathLike, *, allow_incomplete: bool = Fals
             f"{_join(root, MANIFEST_NAME)}: corpus is incomplete ({len(manifest.shards)}/{manifest.num_shards} shards); "
             "re-run the same causalgen generate command to finish it"
         )
+    problem = manifest.config_problem(_join(root, MANIFEST_NAME))
+    if problem:
+        raise CorpusError(f"{problem}; `causalgen verify` checks it against the shards")
     return Corpus(root, manifest, cache_shards=cache_shards)
+
+
+def metadata_problem(files, record: ShardRecord, location: str) -> str | None:
+    """A one-line problem if the shard's zarr.json files differ from the manifest's metadata_sha256."""
+    if record.metadata_sha256 is None or shardfmt.metadata_checksum(files) == record.metadata_sha256:
+        return None
+    return (f"{location}: metadata (zarr.json) differs from metadata_sha256 in {MANIFEST_NAME}: "
+            f"{shardfmt.describe_metadata_damage(files)}; the shard is damaged, regenerate it")
+
+
+def identity_problem(attrs, corpus_seed: int, config_sha256: str) -> str | None:
+    """The shard's corpus attributes (when it has them) against the manifest's seed and config."""
+    if "corpus_seed" in attrs and attrs["corpus_seed"] != corpus_seed:
+        return f"belongs to another corpus: corpus_seed {attrs['corpus_seed']} in its attributes, {MANIFEST_NAME} says {corpus_seed}"
+    if "config_sha256" in attrs and attrs["config_sha256"] != config_sha256:
+        return (f"was generated from another config: config_sha256 {attrs['config_sha256'][:12]}... in its attributes, "
+                f"the config in {MANIFEST_NAME} hashes to {config_sha256[:12]}...")
+    return None
 
 
 # -------------------------------------------------------------------- verify
@@ -260,6 +290,9 @@ def verify_corpus(path_or_url: str | os.PathLike, *, progress: Callable[[int], N
     root = os.fspath(path_or_url)
     report = VerifyReport(root=root)
     manifest = read_manifest(root)
+    problem = manifest.config_problem(_join(root, MANIFEST_NAME))
+    if problem:
+        report.problems.append(problem)
     if not manifest.complete:
         report.problems.append(
             f"{_join(root, MANIFEST_NAME)}: corpus is incomplete ({len(manifest.shards)}/{manifest.num_shards} shards written)"
@@ -290,8 +323,11 @@ def _verify_shard(corpus: Corpus, pos: int, record: ShardRecord) -> str | None:
         size_problem = None
         if (n_files, n_bytes) != (record.files, record.bytes):
             size_problem = f"{location}: {n_files} files / {n_bytes} bytes on disk, {MANIFEST_NAME} says {record.files} / {record.bytes} (truncated or changed)"
-        # Decode before judging the checksum: a decode error names the array
-        # that was damaged, which is more useful than "sha256 mismatch".
+        # Metadata first, then decode, before judging the checksum: both name the
+        # array that was damaged, which is more useful than "sha256 mismatch".
+        problem = metadata_problem(files, record, location)
+        if problem:
+            return problem
         data = shardfmt.decode_shard(files, location)
         if size_problem:
             return size_problem
@@ -300,6 +336,9 @@ def _verify_shard(corpus: Corpus, pos: int, record: ShardRecord) -> str | None:
         a = data.attrs
         if (a["shard_index"], a["first_task"], a["n_tasks"]) != (record.index, record.first_task, record.num_tasks):
             return f"{location}: attributes say shard {a['shard_index']} tasks {a['first_task']}..+{a['n_tasks']}, {MANIFEST_NAME} says shard {record.index} tasks {record.first_task}..+{record.num_tasks}"
+        problem = identity_problem(a, corpus.manifest.corpus_seed, corpus.manifest.config_sha256)
+        if problem:
+            return f"{location}: {problem}"
         problem = check_values(data, corpus.manifest.corpus_seed)
         if problem:
             return f"{location}: {problem}"
@@ -311,6 +350,8 @@ def _verify_shard(corpus: Corpus, pos: int, record: ShardRecord) -> str | None:
             return f"{location}: qc_rejections in {MANIFEST_NAME} disagree with the shard"
     except shardfmt.ShardError as exc:
         return str(exc)
+    except Exception as exc:  # anything else a damaged shard provokes: report it and go on to the next shard
+        return f"{location}: cannot be read: {shardfmt._one_line(exc)}"
     return None
 
 

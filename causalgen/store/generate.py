@@ -37,6 +37,7 @@ from .manifest import (
     CorpusError,
     Manifest,
     ShardRecord,
+    config_digest,
     planned_shard,
     shard_name,
     summarise,
@@ -51,6 +52,14 @@ EXECUTORS = ("process", "dask")
 MANIFEST_INTERVAL_S = 2.0
 #: Library thread pools inside workers: the parallelism is across shards.
 _THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+class ForeignShardError(CorpusError):
+    """A finished shard on disk belongs to another corpus (seed or config); it is never adopted."""
+
+
+class GenerationFailed(RuntimeError):
+    """Generation stopped for a reason outside the program (a worker process died); the corpus resumes."""
 
 
 @dataclass(frozen=True)
@@ -200,18 +209,28 @@ def run_job(job: ShardJob) -> dict[str, Any]:
     seeds = [task_seed(job.corpus_seed, i) for i in indices]
     tasks = sampler(config, seeds)
     cols = shardfmt.flatten_tasks(tasks, indices, seeds)
-    files = shardfmt.encode_columns(cols, shard_index=job.index, first_task=job.first_task, compression=job.compression)
+    files = shardfmt.encode_columns(
+        cols, shard_index=job.index, first_task=job.first_task, compression=job.compression,
+        corpus_seed=job.corpus_seed, config_sha256=config_digest(job.config),
+    )
     summary, rejections = summarise(cols, [t.meta for t in tasks])
     written = shardfmt.write_shard(files, join(job.root, job.path))
     record = ShardRecord(
         index=job.index, path=job.path, first_task=job.first_task, num_tasks=job.num_tasks, files=written.files,
         bytes=written.bytes, sha256=written.sha256, qc_rejections=rejections, tasks=summary,
+        metadata_sha256=shardfmt.metadata_checksum(files),
     )
     return record.to_dict()
 
 
 def record_from_disk(job: ShardJob) -> ShardRecord:
-    """Rebuild the record of a shard already on disk (after a crash), checking it decodes."""
+    """Rebuild the record of a shard already on disk (after a crash), checking it decodes and is ours.
+
+    Raises `ShardError` for a shard that is damaged or cannot be proven to be
+    this corpus's (written before shards carried their corpus identity): it is
+    regenerated. Raises `ForeignShardError` for a shard whose attributes or
+    seeds say it belongs to another corpus: it is never adopted, nor deleted.
+    """
     location = join(job.root, job.path)
     if job.shard_format == "zip":
         raw = shardfmt.read_bytes(location)
@@ -224,11 +243,39 @@ def record_from_disk(job: ShardJob) -> ShardRecord:
     a = data.attrs
     if (a["shard_index"], a["first_task"], a["n_tasks"]) != (job.index, job.first_task, job.num_tasks):
         raise shardfmt.ShardError(f"{location}: holds shard {a['shard_index']} tasks {a['first_task']}..+{a['n_tasks']}, expected shard {job.index}")
+    reason = foreign_reason(a, data.arrays["seed"], job.corpus_seed, config_digest(job.config))
+    if reason:
+        raise ForeignShardError(
+            f"{location}: belongs to another corpus ({reason}); not adopting it: move it out of "
+            f"{join(job.root, SHARDS_DIR)} (or pass --overwrite) and re-run"
+        )
+    if "corpus_seed" not in a or "config_sha256" not in a:
+        raise shardfmt.ShardError(f"{location}: written before shards recorded their corpus; regenerating it")
     summary, rejections = summarise(data.arrays, [data.meta(j) for j in range(len(data))])
     return ShardRecord(
         index=job.index, path=job.path, first_task=job.first_task, num_tasks=job.num_tasks, files=n_files,
         bytes=n_bytes, sha256=digest, qc_rejections=rejections, tasks=summary,
+        metadata_sha256=shardfmt.metadata_checksum(files),
     )
+
+
+def foreign_reason(attrs, seeds, corpus_seed: int, config_sha256: str) -> str | None:
+    """Why a decoded shard is not one of the corpus (corpus_seed, config_sha256), or None.
+
+    Compares the shard's corpus attributes (when present) and its seed column
+    with the corpus's seed scheme (a shard of another seed fails this even
+    without attributes).
+    """
+    if "corpus_seed" in attrs and attrs["corpus_seed"] != corpus_seed:
+        return f"corpus_seed {attrs['corpus_seed']} in its attributes, this corpus has {corpus_seed}"
+    if "config_sha256" in attrs and attrs["config_sha256"] != config_sha256:
+        return (f"config_sha256 {attrs['config_sha256'][:12]}... in its attributes, this corpus's config hashes to "
+                f"{config_sha256[:12]}...")
+    first = int(attrs["first_task"])
+    expected = [task_seed(corpus_seed, first + j) for j in range(len(seeds))]
+    if [int(v) for v in seeds] != expected:
+        return f"its seeds do not follow the seed scheme of corpus_seed {corpus_seed}"
+    return None
 
 
 # ----------------------------------------------------------------- file system
@@ -248,9 +295,7 @@ class _Output:
             self.path = root[len("file://"):] if root.startswith("file://") else root
             self.fs = None
         else:
-            import fsspec
-
-            self.fs, self.path = fsspec.core.url_to_fs(root)
+            self.fs, self.path = shardfmt.url_to_fs(root, "--out")
 
     def is_file(self) -> bool:
         return os.path.isfile(self.path) if self.local else self.fs.isfile(self.path)
@@ -308,11 +353,13 @@ class _Output:
         if self.local:
             final = os.path.join(self.path, rel)
             tmp = os.path.join(self.path, f".{rel}.tmp-{os.getpid()}")
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
+            try:
+                shardfmt.write_file(tmp, data, fsync=True)
+                os.replace(tmp, final)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)  # a disk-full write must not leave a half manifest behind
+                raise
         else:
             final = posixpath.join(self.path, rel)
             tmp = posixpath.join(self.path, f".{rel}.tmp-{os.getpid()}")
@@ -388,6 +435,8 @@ def prepare_output(spec: CorpusSpec, out: _Output, overwrite: bool) -> Manifest:
         if not overwrite:
             raise
         old = None
+    if old is not None and not overwrite and old.config_problem(where):
+        raise CorpusError(f"{old.config_problem(where)}; refusing to resume it; use --overwrite to replace it")
     if old is not None and old.identity() == fresh.identity() and not overwrite:
         return old
     if not overwrite:
@@ -457,9 +506,18 @@ def _run_local(jobs: list[ShardJob], workers: int) -> Iterator[dict[str, Any]]:
     with _single_threaded_children():
         pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx, initializer=_init_pool_worker)
         futures = [pool.submit(run_job_in_worker, job) for job in jobs]
+    from concurrent.futures.process import BrokenProcessPool
+
     try:
         for fut in as_completed(futures):
-            yield fut.result()
+            try:
+                result = fut.result()
+            except BrokenProcessPool:
+                raise GenerationFailed(
+                    "a worker process died (killed, or out of memory?); the shards finished so far are kept: "
+                    "re-run the same command to resume"
+                ) from None
+            yield result
     finally:
         for fut in futures:
             fut.cancel()
@@ -514,6 +572,11 @@ def generate_corpus(
     dest = _Output(out)
     if dest.is_file():
         raise CorpusError(f"{out}: is a file, expected a corpus directory")
+    if not overwrite:
+        done = _already_complete(spec, dest)
+        if done is not None:
+            return done  # nothing to write (so a read-only copy of a finished corpus is fine)
+    _check_parents(out)
     dest.makedirs()
     with dest.lock():
         manifest = prepare_output(spec, dest, overwrite)
@@ -537,10 +600,58 @@ def generate_corpus(
                 if time.monotonic() - last_write >= MANIFEST_INTERVAL_S:
                     dest.write_text_atomic(MANIFEST_NAME, manifest.with_shards(list(records.values())).to_json())
                     last_write = time.monotonic()
-        finally:
+        except BaseException:
             bar.close()
-            manifest = manifest.with_shards(list(records.values()))
-            dest.write_text_atomic(MANIFEST_NAME, manifest.to_json())
+            # Record what finished; if that fails too (a full disk), the old manifest is intact,
+            # the finished shards are found by name on resume, and the first error is the one to report.
+            with contextlib.suppress(Exception):
+                dest.write_text_atomic(MANIFEST_NAME, manifest.with_shards(list(records.values())).to_json())
+            raise
+        bar.close()
+        manifest = manifest.with_shards(list(records.values()))
+        dest.write_text_atomic(MANIFEST_NAME, manifest.to_json())
+    return manifest
+
+
+def _check_parents(out: str) -> None:
+    """A local `out` below an existing file: say so (os.makedirs would raise NotADirectoryError)."""
+    if "://" in out and not out.startswith("file://"):
+        return
+    path = os.path.abspath(out[len("file://"):] if out.startswith("file://") else out)
+    parent = os.path.dirname(path)
+    while parent and not os.path.exists(parent):
+        parent, prev = os.path.dirname(parent), parent
+        if parent == prev:
+            break
+    if parent and os.path.exists(parent) and not os.path.isdir(parent):
+        raise CorpusError(f"--out {out}: {parent} is a file, not a directory")
+
+
+def _already_complete(spec: CorpusSpec, dest: _Output) -> Manifest | None:
+    """The manifest of a finished corpus of exactly `spec` at `dest`, if that is what is there.
+
+    Finished means: the manifest parses, matches the spec, is complete, is in
+    its canonical form, and every shard it lists exists under its final name
+    with no temporary leftovers. Then generation has nothing to do and writes
+    nothing. Anything else (None) goes through the normal, locked path.
+    """
+    try:
+        if not dest.exists():
+            return None
+        text = dest.read_text(MANIFEST_NAME)
+        if text is None:
+            return None
+        manifest = Manifest.from_json(text, join(dest.root, MANIFEST_NAME))
+    except (CorpusError, OSError, ValueError):
+        return None
+    if (not manifest.complete or manifest.identity() != spec.empty_manifest().identity()
+            or manifest.config_problem() or manifest.to_json() != text):
+        return None
+    present = set(dest.listdir(SHARDS_DIR))
+    if any(name.startswith(".tmp-") for name in present) or any(_ours(e) and e != ".lock" for e in dest.listdir()):
+        return None
+    if not all(posixpath.basename(r.path) in present for r in manifest.shards):
+        return None
     return manifest
 
 

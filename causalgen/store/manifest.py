@@ -21,7 +21,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 MANIFEST_NAME = "manifest.json"
-FORMAT_NAME = "causalgen.store.corpus"
+FORMAT_NAME = "causalgen.corpus"
+#: Also read: the name the 6d1cf0a layout commit wrote by mistake; never written.
+FORMAT_ALIASES = (FORMAT_NAME, "causalgen.store.corpus")
 #: Bump on any change a reader of the previous version would misread.
 FORMAT_VERSION = 1
 SHARDS_DIR = "shards"
@@ -147,9 +149,12 @@ class ShardRecord:
     sha256: str  #: `causalgen.store.shard.checksum` (directory) or sha256 of the zip file
     qc_rejections: dict[str, int] = field(default_factory=dict)
     tasks: dict[str, list] = field(default_factory=dict)  #: SUMMARY_COLUMNS -> num_tasks values
+    #: `causalgen.store.shard.metadata_checksum`: the shard's zarr.json files, checked on every
+    #: read. None in manifests written before the field existed (then reads check values only).
+    metadata_sha256: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "index": self.index,
             "path": self.path,
             "first_task": self.first_task,
@@ -157,9 +162,12 @@ class ShardRecord:
             "files": self.files,
             "bytes": self.bytes,
             "sha256": self.sha256,
-            "qc_rejections": dict(self.qc_rejections),
-            "tasks": {name: list(self.tasks.get(name, [])) for name in SUMMARY_COLUMNS},
         }
+        if self.metadata_sha256 is not None:
+            d["metadata_sha256"] = self.metadata_sha256
+        d["qc_rejections"] = dict(self.qc_rejections)
+        d["tasks"] = {name: list(self.tasks.get(name, [])) for name in SUMMARY_COLUMNS}
+        return d
 
     @classmethod
     def from_dict(cls, d: Any, where: str) -> "ShardRecord":
@@ -171,6 +179,9 @@ class ShardRecord:
                 raise CorpusError(f"{where}.{key}: expected a {'non-negative integer' if tp is int else 'string'}, got {v!r}")
         if len(d["sha256"]) != 64:
             raise CorpusError(f"{where}.sha256: expected 64 hex digits, got {d['sha256']!r}")
+        meta_sha = d.get("metadata_sha256")
+        if meta_sha is not None and not (isinstance(meta_sha, str) and len(meta_sha) == 64):
+            raise CorpusError(f"{where}.metadata_sha256: expected 64 hex digits, got {meta_sha!r}")
         if ".." in d["path"].split("/") or d["path"].startswith("/"):
             raise CorpusError(f"{where}.path: must be a relative path inside the corpus, got {d['path']!r}")
         rej = d.get("qc_rejections", {})
@@ -186,6 +197,7 @@ class ShardRecord:
         return cls(
             index=d["index"], path=d["path"], first_task=d["first_task"], num_tasks=d["num_tasks"], files=d["files"],
             bytes=d["bytes"], sha256=d["sha256"], qc_rejections=dict(rej), tasks={k: tasks[k] for k in SUMMARY_COLUMNS},
+            metadata_sha256=meta_sha,
         )
 
 
@@ -203,6 +215,9 @@ class Manifest:
     causalgen_version: str = "unknown"
     format_version: int = FORMAT_VERSION
     shards: tuple[ShardRecord, ...] = ()
+    #: ``config_sha256`` as read from manifest.json (None for a manifest built in memory);
+    #: `config_problem` compares it with the digest of `config`.
+    recorded_config_sha256: str | None = field(default=None, compare=False)
 
     # -- derived
     @property
@@ -233,6 +248,19 @@ class Manifest:
             for k, v in r.qc_rejections.items():
                 out[k] = out.get(k, 0) + v
         return dict(sorted(out.items()))
+
+    @property
+    def config_sha256(self) -> str:
+        """`config_digest` of `config`: what manifest.json records and every shard's attributes carry."""
+        return config_digest(self.config)
+
+    def config_problem(self, where: str = MANIFEST_NAME) -> str | None:
+        """A one-line problem if the config no longer matches the ``config_sha256`` recorded with it."""
+        recorded = self.recorded_config_sha256
+        if recorded is None or recorded == self.config_sha256:
+            return None
+        return (f"{where}: config does not match its config_sha256 (recorded {recorded[:12]}..., the config hashes to "
+                f"{self.config_sha256[:12]}...): the config was edited after generation")
 
     def identity(self) -> dict[str, Any]:
         """The fields that determine every byte of the shards: resume requires equality."""
@@ -306,7 +334,7 @@ class Manifest:
     def from_dict(cls, d: Any, where: str = MANIFEST_NAME) -> "Manifest":
         if not isinstance(d, dict):
             raise CorpusError(f"{where}: expected a JSON object, got {type(d).__name__}")
-        if d.get("format") != FORMAT_NAME:
+        if d.get("format") not in FORMAT_ALIASES:
             raise CorpusError(f"{where}: not a causalgen corpus manifest (format={d.get('format')!r})")
         version = d.get("format_version")
         if not isinstance(version, int) or isinstance(version, bool) or version < 1:
@@ -326,6 +354,9 @@ class Manifest:
             raise CorpusError(f"{where}.shard_format: expected one of {', '.join(SHARD_FORMATS)}, got {d.get('shard_format')!r}")
         if not isinstance(d.get("config"), dict):
             raise CorpusError(f"{where}.config: expected an object, got {type(d.get('config')).__name__}")
+        recorded = d.get("config_sha256")
+        if recorded is not None and not (isinstance(recorded, str) and len(recorded) == 64):
+            raise CorpusError(f"{where}.config_sha256: expected 64 hex digits, got {recorded!r}")
         raw = d.get("shards")
         if not isinstance(raw, list):
             raise CorpusError(f"{where}.shards: expected a list, got {type(raw).__name__}")
@@ -334,6 +365,7 @@ class Manifest:
             config=d["config"], corpus_seed=d["corpus_seed"], num_tasks=d["num_tasks"], shard_size=d["shard_size"],
             shard_format=d["shard_format"], compression=d["compression"], sampler=d["sampler"],
             causalgen_version=d["causalgen_version"], format_version=version, shards=tuple(records),
+            recorded_config_sha256=recorded,
         )
         m.check_plan(where)
         return m

@@ -38,7 +38,10 @@ import numpy as np
 
 from ..prior.task import Task
 
-FORMAT_NAME = "causalgen.store.shard"
+FORMAT_NAME = "causalgen.shard"
+#: Also read: the name the 6d1cf0a layout commit wrote by mistake (a module rename that reached
+#: the on-disk format); never written.
+FORMAT_ALIASES = (FORMAT_NAME, "causalgen.store.shard")
 #: Bump on any change a reader of the previous version would misread.
 FORMAT_VERSION = 1
 DIR_SUFFIX = ".zarr"
@@ -195,23 +198,39 @@ def encode_shard(
     first_task: int = 0,
     seeds: Sequence[int] | None = None,
     compression: str = DEFAULT_COMPRESSION,
+    corpus_seed: int | None = None,
+    config_sha256: str | None = None,
 ) -> dict[str, bytes]:
     """Encode tasks as the files of one zarr v3 store: ``{relative key: bytes}``.
 
     Task j of the shard is task ``first_task + j`` of the corpus; `seeds`
     defaults to ``task.meta["seed"]``. The result is deterministic: the same
-    tasks give the same bytes in any process.
+    tasks give the same bytes in any process. `corpus_seed` / `config_sha256`
+    (see `encode_columns`) record which corpus the shard belongs to.
     """
     if seeds is None:
         seeds = [int(t.meta.get("seed", -1)) for t in tasks]
     cols = flatten_tasks(tasks, range(first_task, first_task + len(tasks)), seeds)
-    return encode_columns(cols, shard_index=shard_index, first_task=first_task, compression=compression)
+    return encode_columns(cols, shard_index=shard_index, first_task=first_task, compression=compression,
+                          corpus_seed=corpus_seed, config_sha256=config_sha256)
 
 
 def encode_columns(
-    cols: Mapping[str, np.ndarray], *, shard_index: int = 0, first_task: int = 0, compression: str = DEFAULT_COMPRESSION
+    cols: Mapping[str, np.ndarray],
+    *,
+    shard_index: int = 0,
+    first_task: int = 0,
+    compression: str = DEFAULT_COMPRESSION,
+    corpus_seed: int | None = None,
+    config_sha256: str | None = None,
 ) -> dict[str, bytes]:
-    """Encode flat columns (`flatten_tasks`) as a zarr v3 store in memory."""
+    """Encode flat columns (`flatten_tasks`) as a zarr v3 store in memory.
+
+    corpus_seed, config_sha256: the identity of the corpus the shard belongs to
+    (its seed and `causalgen.store.manifest.config_digest` of its config),
+    written as root attributes when given, so that a shard found on disk can be
+    told apart from one of another corpus with the same layout.
+    """
     import zarr
     from zarr.storage import MemoryStore
 
@@ -223,6 +242,10 @@ def encode_columns(
         "shard_index": int(shard_index),
         "first_task": int(first_task),
     }
+    if corpus_seed is not None:
+        attrs["corpus_seed"] = int(corpus_seed)
+    if config_sha256 is not None:
+        attrs["config_sha256"] = str(config_sha256)
     buffers: dict = {}
     store = MemoryStore(buffers)
     with _zarr_quiet():
@@ -275,6 +298,54 @@ def file_checksum(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def is_metadata_key(key: str) -> bool:
+    """The store's metadata files: the root ``zarr.json`` and every array's ``<name>/zarr.json``."""
+    return posixpath.basename(key) == "zarr.json"
+
+
+def metadata_checksum(files: Mapping[str, bytes]) -> str:
+    """`checksum` over the metadata files only: a few KB, cheap enough for every read.
+
+    The same for a directory shard and its packed zip (the members are the
+    same keys). Chunks carry their own crc32c; this covers what they cannot: a
+    flipped bit in a ``zarr.json`` that changes how the chunks are found or
+    decoded (the chunk-key separator, the fill value, the dtype ...), which zarr
+    would otherwise answer with fill values.
+    """
+    return checksum({k: v for k, v in files.items() if is_metadata_key(k)})
+
+
+def describe_metadata_damage(files: Mapping[str, bytes]) -> str:
+    """Which metadata file a failed `metadata_checksum` most likely points at, for the message.
+
+    Compares every array's own ``zarr.json`` with its copy in the root's
+    consolidated metadata (zarr reads the latter) and checks that each file is
+    in the form zarr wrote it; falls back to naming the root ``zarr.json``.
+    """
+    def load(key):
+        try:
+            raw = bytes(files[key])
+            obj = json.loads(raw)
+        except (KeyError, ValueError, UnicodeDecodeError):
+            return None, False
+        return obj, json.dumps(obj, indent=2).encode() == raw
+
+    root, root_canonical = load("zarr.json")
+    if root is None:
+        return "the root zarr.json is missing or not valid JSON"
+    consolidated = ((root.get("consolidated_metadata") or {}).get("metadata") or {}) if isinstance(root, dict) else {}
+    names = sorted({k.rsplit("/", 1)[0] for k in files if is_metadata_key(k) and "/" in k} | set(consolidated))
+    for name in names:
+        own, canonical = load(f"{name}/zarr.json")
+        if own is None:
+            return f"array {name!r}: {name}/zarr.json is missing or not valid JSON"
+        if own != consolidated.get(name):
+            return f"array {name!r}: {name}/zarr.json and its copy in the root zarr.json differ"
+        if not canonical:
+            return f"array {name!r}: {name}/zarr.json was changed"
+    return "the root zarr.json was changed" if root_canonical else "the root zarr.json was changed (not as zarr writes it)"
+
+
 def _zip_order(key: str) -> tuple:
     # Metadata first (root zarr.json at the very start), then chunks: a reader
     # of a remote zip gets the whole hierarchy from the first bytes.
@@ -306,6 +377,24 @@ class WrittenShard:
     files: int
     bytes: int
     sha256: str
+
+
+class URLError(ShardError):
+    """A location whose URL scheme fsspec does not know (bad input: the CLI answers exit 2)."""
+
+
+def url_to_fs(url: str, what: str):
+    """`fsspec.core.url_to_fs`, with an unknown scheme or a missing filesystem package as a one-line `URLError`."""
+    import fsspec
+
+    try:
+        return fsspec.core.url_to_fs(url)
+    except (ValueError, ImportError) as exc:
+        scheme = url.split("://", 1)[0]
+        raise URLError(
+            f"{what} {url}: unknown or unavailable URL scheme {scheme!r} ({_one_line(exc)}); "
+            "use a local path or a scheme fsspec knows (file, memory, s3, gs, hf, ...)"
+        ) from None
 
 
 def _is_local(url: str) -> bool:
@@ -341,15 +430,28 @@ def write_shard(files: Mapping[str, bytes], dest: str, *, fsync: bool = False) -
     return WrittenShard(path=dest, files=n_files, bytes=n_bytes, sha256=digest)
 
 
-def _write_local(files: Mapping[str, bytes], tmp: str, dest: str, is_zip: bool, fsync: bool) -> None:
-    import shutil
+def write_file(path: str, data: bytes, *, fsync: bool = False) -> None:
+    """Write `data` to the local file `path`; an `OSError` always names `path`.
 
-    def put(path: str, data: bytes) -> None:
+    (A failed ``write`` or ``close``, e.g. ENOSPC, carries no file name of its own.)
+    """
+    try:
         with open(path, "wb") as fh:
             fh.write(data)
             if fsync:
                 fh.flush()
                 os.fsync(fh.fileno())
+    except OSError as exc:
+        if exc.filename is None and exc.errno is not None:
+            raise type(exc)(exc.errno, exc.strerror or str(exc), path) from None
+        raise
+
+
+def _write_local(files: Mapping[str, bytes], tmp: str, dest: str, is_zip: bool, fsync: bool) -> None:
+    import shutil
+
+    def put(path: str, data: bytes) -> None:
+        write_file(path, data, fsync=fsync)
 
     try:
         if is_zip:
@@ -417,9 +519,7 @@ def read_shard_files(location: str) -> dict[str, bytes]:
                     with open(full, "rb") as fh:
                         out[os.path.relpath(full, root).replace(os.sep, "/")] = fh.read()
             return out
-        import fsspec
-
-        fs, root = fsspec.core.url_to_fs(location)
+        fs, root = url_to_fs(location, "shard")
         if not fs.isdir(root):
             raise ShardError(f"{location}: shard directory is missing")
         paths = fs.find(root)
@@ -473,10 +573,10 @@ def unzip(data: bytes, where: str) -> dict[str, bytes]:
                     raise ShardError(f"{where}: zip member {info.filename!r} runs past the end of the file (truncated?)")
                 out[info.filename] = view[start:start + info.compress_size]
             return out
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError) as exc:
-        if isinstance(exc, ShardError):
-            raise
-        raise ShardError(f"{where}: not a readable zip (truncated or corrupt?): {exc}") from None
+    except ShardError:
+        raise
+    except Exception as exc:  # zipfile raises BadZipFile, NotImplementedError, zlib.error, struct.error, ...
+        raise ShardError(f"{where}: not a readable zip (truncated or corrupt?): {_one_line(exc)}") from None
 
 
 @dataclass(frozen=True)
@@ -564,16 +664,48 @@ def decode_shard(files: Mapping[str, bytes], location: str = "<memory>") -> Shar
                 raise ShardError(f"{location}: array {name!r} has unreadable metadata: {_one_line(exc)}") from None
             if str(arr.dtype) != dt or arr.ndim != 1:
                 raise ShardError(f"{location}: array {name!r} has dtype {arr.dtype} and {arr.ndim} dims, expected 1-D {dt}")
+            _check_chunk_keys(arr, name, location)
             _check_chunks_present(files, name, arr, location)
             try:
                 data = arr[...] if arr.shape[0] else np.zeros(0, dtype=dt)
             except Exception as exc:
                 raise ShardError(f"{location}: array {name!r} is corrupt: {_one_line(exc)}") from None
             data = np.asarray(data)
+            if dt in FLOAT_DTYPES:
+                _check_finite(data, name, location)
             data.flags.writeable = False
             arrays[name] = data
     check_layout(arrays, int(attrs["n_tasks"]), location)
     return ShardData(attrs=attrs, arrays=arrays, location=location)
+
+
+#: dtypes whose every value must be finite: x, y, y0, y1, propensity and the ground-truth scalars
+#: (the sampler's quality control rejects non-finite values, and a float chunk that zarr cannot
+#: find reads as NaN, the fill value).
+FLOAT_DTYPES = ("float32", "float64")
+
+
+def _check_finite(data: np.ndarray, name: str, location: str) -> None:
+    # One vectorised pass: ~0.3 ms per million values, under 1% of decoding the shard.
+    finite = np.isfinite(data)
+    if not finite.all():
+        bad = ~finite
+        raise ShardError(
+            f"{location}: array {name!r} has {int(bad.sum())} non-finite values (first at {int(np.flatnonzero(bad)[0])}); "
+            "the shard is damaged (its metadata or chunks)"
+        )
+
+
+def _check_chunk_keys(arr, name: str, location: str) -> None:
+    # Every causalgen shard uses zarr's default chunk keys ``<name>/c/<k>``; any other
+    # encoding means damaged metadata, under which zarr would read fill values.
+    enc = arr.metadata.chunk_key_encoding
+    sep = getattr(enc, "separator", None)
+    if getattr(enc, "name", None) != "default" or sep != "/":
+        raise ShardError(
+            f"{location}: array {name!r} has chunk key encoding {getattr(enc, 'name', enc)!r} with separator {sep!r}, "
+            "expected 'default' with '/' (damaged metadata)"
+        )
 
 
 def _check_chunks_present(files: Mapping[str, bytes], name: str, arr, location: str) -> None:
@@ -591,7 +723,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def check_attrs(attrs: Mapping[str, Any], location: str) -> None:
-    if attrs.get("format") != FORMAT_NAME:
+    if attrs.get("format") not in FORMAT_ALIASES:
         raise ShardError(f"{location}: not a causalgen shard (attribute format={attrs.get('format')!r})")
     version = attrs.get("format_version")
     if not isinstance(version, int):
@@ -603,6 +735,11 @@ def check_attrs(attrs: Mapping[str, Any], location: str) -> None:
     for key in ("n_tasks", "shard_index", "first_task"):
         if not isinstance(attrs.get(key), int) or attrs[key] < 0:
             raise ShardError(f"{location}: attribute {key} is missing or not a non-negative integer: {attrs.get(key)!r}")
+    # Optional (absent in shards written before they were introduced): the corpus identity.
+    if "corpus_seed" in attrs and (not isinstance(attrs["corpus_seed"], int) or isinstance(attrs["corpus_seed"], bool) or attrs["corpus_seed"] < 0):
+        raise ShardError(f"{location}: attribute corpus_seed is not a non-negative integer: {attrs['corpus_seed']!r}")
+    if "config_sha256" in attrs and not (isinstance(attrs["config_sha256"], str) and len(attrs["config_sha256"]) == 64):
+        raise ShardError(f"{location}: attribute config_sha256 is not 64 hex digits: {attrs['config_sha256']!r}")
 
 
 def check_layout(a: Mapping[str, np.ndarray], n: int, location: str) -> None:
