@@ -275,7 +275,8 @@ def test_every_preset_round_trips_and_verifies(tmp_path, preset):
     assert report.ok, report.problems
 
 
-def test_documented_manifest_format_name_and_the_mistaken_one(copy):
+def test_documented_manifest_format_name(copy):
     assert json.loads((copy / MANIFEST_NAME).read_text())["format"] == "causalgen.corpus"  # docs/format.md
-    _edit(copy, format="causalgen.store.corpus")  # what the layout commit wrote for a few hours
-    assert len(open_corpus(copy)) == N_TASKS
+    _edit(copy, format="causalgen.store.corpus")
+    with pytest.raises(CorpusError, match="not a causalgen corpus manifest"):
+        open_corpus(copy)

@@ -251,11 +251,11 @@ def test_bad_task_shapes_and_meta_are_named():
         shard.flatten_tasks([bad], [0], [3])
 
 
-def test_documented_format_name_is_written_and_the_mistaken_one_still_read(tasks):
+def test_documented_format_name_is_written(tasks):
     files = shard.encode_shard(tasks[:2])
     root = json.loads(files["zarr.json"])
-    assert root["attributes"]["format"] == "causalgen.shard"  # docs/format.md
-    # written for a few hours by the layout commit (a module rename that reached the format)
+    assert root["attributes"]["format"] == "causalgen.shard"  # docs/format.md: never a module path
     root["attributes"]["format"] = "causalgen.store.shard"
     files["zarr.json"] = json.dumps(root).encode()
-    assert len(shard.decode_shard(files, "s.zarr")) == 2
+    with pytest.raises(ShardError, match="causalgen.store.shard"):
+        shard.decode_shard(files, "s.zarr")

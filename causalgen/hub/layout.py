@@ -34,8 +34,6 @@ from ..store.manifest import SUMMARY_COLUMNS, CorpusError, FormatVersionError
 from ..store.splits import SPLITS
 
 PUBLISHED_FORMAT = "causalgen.published"
-#: Also read: the name the 6d1cf0a layout commit wrote by mistake; never written.
-PUBLISHED_FORMAT_ALIASES = (PUBLISHED_FORMAT, "causalgen.hub.layout")
 #: Bump on any change a reader of the previous version would misread.
 PUBLISHED_FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -233,7 +231,7 @@ class PublishedManifest:
     @classmethod
     def from_dict(cls, d: Any, where: str = MANIFEST_NAME) -> "PublishedManifest":
         _expect_object(d, where)
-        if d.get("format") not in PUBLISHED_FORMAT_ALIASES:
+        if d.get("format") != PUBLISHED_FORMAT:
             raise CorpusError(f"{where}: not a causalgen published repository manifest (format={d.get('format')!r})")
         version = d.get("format_version")
         if not isinstance(version, int) or isinstance(version, bool) or version < 1:

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..store import shard as shardfmt
 from ..store.manifest import CorpusError, summarise
-from .layout import CARD_NAME, MANIFEST_NAME, PUBLISHED_FORMAT_ALIASES, PublishedManifest
+from .layout import CARD_NAME, MANIFEST_NAME, PUBLISHED_FORMAT, PublishedManifest
 from ..store.splits import SPLITS, split_of
 from ..prior.task import Task
 
@@ -202,7 +202,7 @@ def is_published(path_or_url: str | os.PathLike) -> bool:
                 head = fh.read(4096)
     except Exception:  # missing or unreadable: not ours to judge, the corpus reader reports it
         return False
-    return any(f'"format": "{name}"'.encode() in head for name in PUBLISHED_FORMAT_ALIASES)
+    return f'"format": "{PUBLISHED_FORMAT}"'.encode() in head
 
 
 # ---------------------------------------------------------------- the reader

@@ -22,8 +22,6 @@ import numpy as np
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_NAME = "causalgen.corpus"
-#: Also read: the name the 6d1cf0a layout commit wrote by mistake; never written.
-FORMAT_ALIASES = (FORMAT_NAME, "causalgen.store.corpus")
 #: Bump on any change a reader of the previous version would misread.
 FORMAT_VERSION = 1
 SHARDS_DIR = "shards"
@@ -334,7 +332,7 @@ class Manifest:
     def from_dict(cls, d: Any, where: str = MANIFEST_NAME) -> "Manifest":
         if not isinstance(d, dict):
             raise CorpusError(f"{where}: expected a JSON object, got {type(d).__name__}")
-        if d.get("format") not in FORMAT_ALIASES:
+        if d.get("format") != FORMAT_NAME:
             raise CorpusError(f"{where}: not a causalgen corpus manifest (format={d.get('format')!r})")
         version = d.get("format_version")
         if not isinstance(version, int) or isinstance(version, bool) or version < 1:

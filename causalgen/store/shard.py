@@ -39,9 +39,6 @@ import numpy as np
 from ..prior.task import Task
 
 FORMAT_NAME = "causalgen.shard"
-#: Also read: the name the 6d1cf0a layout commit wrote by mistake (a module rename that reached
-#: the on-disk format); never written.
-FORMAT_ALIASES = (FORMAT_NAME, "causalgen.store.shard")
 #: Bump on any change a reader of the previous version would misread.
 FORMAT_VERSION = 1
 DIR_SUFFIX = ".zarr"
@@ -723,7 +720,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def check_attrs(attrs: Mapping[str, Any], location: str) -> None:
-    if attrs.get("format") not in FORMAT_ALIASES:
+    if attrs.get("format") != FORMAT_NAME:
         raise ShardError(f"{location}: not a causalgen shard (attribute format={attrs.get('format')!r})")
     version = attrs.get("format_version")
     if not isinstance(version, int):
