@@ -142,7 +142,7 @@ import torch.nn.functional as F
 
 from .balancing import BalancingAttention
 from .blocks import Block, InducedBlock
-from .checkpoint import SHIPPED_MODELS, read_model, save_model
+from .checkpoint import SHIPPED_MODELS, ModelFileError, check_state_keys, read_model, save_model, weights_file
 from .config import CInAConfig
 from .estimate import Estimate, estimate_datasets
 from .kernel import auto_block_size, covariate_keys, standardize_covariates
@@ -446,7 +446,13 @@ class CInA(nn.Module):
         ``path`` may also name a model shipped with the package, ``"default"`` or ``"fast"``
         (`SHIPPED_MODELS`), unless a file or folder of that name exists.
         """
-        config, state = read_model(path, map_location)
-        model = cls(CInAConfig.from_dict(config))
+        config, state = read_model(path, map_location)  # checks the file (cina.core.checkpoint)
+        where = weights_file(path)
+        try:
+            cfg = CInAConfig.from_dict(config)
+        except (TypeError, ValueError) as exc:
+            raise ModelFileError(f"{where}: bad config: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+        model = cls(cfg)
+        check_state_keys(state, model.state_dict(), where)
         model.load_state_dict(state)
         return model.to(map_location).eval()
