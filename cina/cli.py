@@ -244,16 +244,32 @@ def _train_doc() -> str:
     )
 
 
+def _one_line(exc: BaseException) -> str:
+    """The first line of an exception's message; OSErrors as ``PATH: reason``."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    text = str(exc)
+    return text.splitlines()[0] if text.strip() else type(exc).__name__
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    from .train import TrainingError  # every command imports torch anyway
+
     try:
         return args.func(args)
     except InputError as exc:
         print(f"cina {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except (ValueError, FileNotFoundError, NotADirectoryError) as exc:
-        print(f"cina {args.command}: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        print(f"cina {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except (PermissionError, IsADirectoryError, FileExistsError) as exc:  # an output path the user gave
+        print(f"cina {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except (TrainingError, OSError) as exc:  # a diverged run, a full disk, ...: not the input's fault
+        print(f"cina {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"cina {args.command}: interrupted", file=sys.stderr)
         return 130
