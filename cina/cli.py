@@ -103,7 +103,10 @@ def sniff_delimiter(text: str) -> str:
     import csv
     import io
 
-    lines = [ln for ln in text.splitlines()[:50] if ln.strip()]
+    head = text[: 1 << 16].splitlines()[:50]
+    if len(text) > 1 << 16 and len(head) > 1:
+        head = head[:-1]  # possibly cut off
+    lines = [ln for ln in head if ln.strip()]
     best, best_fields = ",", 1
     for d in DELIMITERS:
         counts = {len(r) for r in csv.reader(io.StringIO("\n".join(lines)), delimiter=d)}
