@@ -2,11 +2,13 @@
 
     cina train --corpus PATH_OR_URL --out RUN_DIR [--config FILE] [--max-steps N] ...
     torchrun --nproc_per_node=N -m cina.cli train ...      (DDP; gloo on CPU, nccl on GPU)
-    cina estimate DATA.csv --treatment COL --outcome COL [--covariates COL ...]
+    cina estimate DATA.csv|DATA.tsv.gz|- --treatment COL --outcome COL [--covariates COL ...]
                   [--model default|fast|RUN_DIR_OR_CKPT] [--estimand ate|att] [--json]
     cina evaluate --model M --suite {synthetic,ihdp,lalonde,realcause,twins,all} --out DIR
 
-Exit codes: 0 success, 2 bad input (one line on stderr naming the problem), 1 other failures.
+Exit codes: 0 success, 2 bad input (one line on stderr naming the problem: a file, column, row,
+model file or output path), 1 other failures (one line for a training run stopped on a
+non-finite loss or metric, or an OS error such as a full disk; a traceback only for a bug).
 """
 
 from __future__ import annotations
@@ -47,68 +49,152 @@ def _train(args) -> int:
 # ------------------------------------------------------------------ estimate
 
 
-def read_csv_columns(path: str, treatment: str, outcome: str, covariates: list[str] | None):
-    """(x (N, d) float32, t (N,) float32, y (N,) float32, covariate names) from a CSV file,
-    with an `InputError` naming the file, column and row for every problem."""
-    import csv
+#: delimiters `read_csv_columns` recognises, in order of preference on a tie
+DELIMITERS = (",", "\t", ";", "|")
 
-    import numpy as np
 
+def _read_bytes(path: str) -> tuple[bytes, str]:
+    """(raw bytes, the name errors use) of a file, or of stdin for ``-``."""
+    if path == "-":
+        return sys.stdin.buffer.read(), "<stdin>"
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{path}: no such file")
-    with p.open(newline="") as f:
-        reader = csv.reader(f)
+    return p.read_bytes(), path
+
+
+def decode_table(raw: bytes, name: str) -> tuple[str, list[str]]:
+    """(text, notes) of a table file's bytes: gzip (by its magic bytes, whatever the name)
+    decompressed; UTF-8 with or without a BOM, UTF-16 with a BOM, else Latin-1 (with a note
+    saying where UTF-8 failed). Refuses binary data (a NUL byte) naming the byte offset."""
+    import codecs
+    import gzip
+    import zlib
+
+    notes: list[str] = []
+    if raw[:2] == b"\x1f\x8b":
         try:
-            header = next(reader)
-        except StopIteration:
-            raise InputError(f"{path}: the file is empty") from None
-        rows = list(reader)
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise InputError(f"{name}: not a valid gzip file ({exc})") from None
+    elif name.endswith(".gz"):
+        raise InputError(f"{name}: not a valid gzip file (no gzip header)")
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return raw.decode("utf-16"), notes
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{name}: not valid UTF-16 at byte offset {exc.start}") from None
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        raise InputError(f"{name}: not a text file (a NUL byte at byte offset {nul}); give a CSV/TSV file, "
+                         "plain or gzip-compressed")
+    if raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8):]
+    try:
+        return raw.decode("utf-8"), notes
+    except UnicodeDecodeError as exc:
+        notes.append(f"{name}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at byte offset {exc.start}); read as Latin-1")
+        return raw.decode("latin-1"), notes
+
+
+def sniff_delimiter(text: str) -> str:
+    """The delimiter among `DELIMITERS` that splits the first lines into the most fields, the
+    same number on every line (quotes respected); ',' when none splits them."""
+    import csv
+    import io
+
+    head = text[: 1 << 16].splitlines()[:50]
+    if len(text) > 1 << 16 and len(head) > 1:
+        head = head[:-1]  # possibly cut off
+    lines = [ln for ln in head if ln.strip()]
+    best, best_fields = ",", 1
+    for d in DELIMITERS:
+        counts = {len(r) for r in csv.reader(io.StringIO("\n".join(lines)), delimiter=d)}
+        if len(counts) == 1 and (k := counts.pop()) > best_fields:
+            best, best_fields = d, k
+    return best
+
+
+def read_csv_columns(path: str, treatment: str, outcome: str, covariates: list[str] | None):
+    """(x (N, d) float64, t (N,) float64, y (N,) float64, covariate names, notes) from a table
+    file, with an `InputError` naming the file, column and row for every problem.
+
+    ``path`` is a file or ``-`` for stdin; gzip, a UTF-8 BOM, UTF-16, Latin-1 (if not UTF-8)
+    and the delimiters `DELIMITERS` are recognised (`decode_table`, `sniff_delimiter`); blank
+    lines are skipped; rows are numbered as lines of the file (the header is row 1). The values
+    stay float64: the estimator standardises them in float64 (covariates in any unit).
+    ``notes`` lists what was assumed (e.g. the Latin-1 fallback).
+    """
+    import csv
+    import io
+    import re
+
+    import numpy as np
+
+    raw, name = _read_bytes(path)
+    text, notes = decode_table(raw, name)
+    if not text.strip():
+        raise InputError(f"{name}: the file is empty")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sniff_delimiter(text))
+    try:
+        header = next(r for r in reader if r)
+        rows, lines = [], []
+        for row in reader:
+            if row and any(c.strip() for c in row):
+                rows.append(row)
+                lines.append(reader.line_num)
+    except csv.Error as exc:
+        raise InputError(f"{name}: row {reader.line_num}: malformed CSV ({exc})") from None
     header = [h.strip() for h in header]
     if len(set(header)) != len(header):
         dup = sorted({h for h in header if header.count(h) > 1})
-        raise InputError(f"{path}: duplicate column names {dup}")
+        raise InputError(f"{name}: duplicate column names {dup}")
     for role, col in (("treatment", treatment), ("outcome", outcome)):
         if col not in header:
-            raise InputError(f"{path}: {role} column {col!r} not found (columns: {', '.join(header)})")
+            raise InputError(f"{name}: {role} column {col!r} not found (columns: {', '.join(header)})")
     if treatment == outcome:
-        raise InputError(f"{path}: the treatment and outcome columns are the same ({treatment!r})")
+        raise InputError(f"{name}: the treatment and outcome columns are the same ({treatment!r})")
     if covariates:
         missing = [c for c in covariates if c not in header]
         if missing:
-            raise InputError(f"{path}: covariate column {missing[0]!r} not found (columns: {', '.join(header)})")
+            raise InputError(f"{name}: covariate column {missing[0]!r} not found (columns: {', '.join(header)})")
         if treatment in covariates or outcome in covariates:
-            raise InputError(f"{path}: the treatment/outcome column cannot also be a covariate")
+            raise InputError(f"{name}: the treatment/outcome column cannot also be a covariate")
     else:
         covariates = [c for c in header if c not in (treatment, outcome)]
     if not covariates:
-        raise InputError(f"{path}: no covariate columns (give --covariates or add columns)")
+        raise InputError(f"{name}: no covariate columns (give --covariates or add columns)")
+    if not rows:
+        raise InputError(f"{name}: no data rows (only a header)")
     index = {c: i for i, c in enumerate(header)}
     wanted = [treatment, outcome, *covariates]
     data = np.empty((len(rows), len(wanted)), dtype=np.float64)
-    for r, row in enumerate(rows):
+    for r, (row, line) in enumerate(zip(rows, lines)):
         if len(row) != len(header):
-            raise InputError(f"{path}: row {r + 2} has {len(row)} fields, the header has {len(header)}")
+            raise InputError(f"{name}: row {line} has {len(row)} fields, the header has {len(header)}")
         for k, col in enumerate(wanted):
             cell = row[index[col]].strip()
+            if not cell:
+                raise InputError(f"{name}: column {col!r}, row {line}: missing value")
             try:
                 data[r, k] = float(cell)
             except ValueError:
-                raise InputError(f"{path}: column {col!r}, row {r + 2}: {cell!r} is not a number") from None
+                hint = " (a decimal comma? write 0.5)" if re.fullmatch(r"[-+]?\d*,\d+", cell) else ""
+                raise InputError(f"{name}: column {col!r}, row {line}: {cell!r} is not a number{hint}") from None
     bad = ~np.isfinite(data)
     if bad.any():
         r, k = np.argwhere(bad)[0]
-        raise InputError(f"{path}: column {wanted[k]!r}, row {r + 2}: missing or non-finite value ({rows[r][index[wanted[k]]]!r})")
+        raise InputError(f"{name}: column {wanted[k]!r}, row {lines[r]}: missing or non-finite value ({rows[r][index[wanted[k]]]!r})")
     t, y, x = data[:, 0], data[:, 1], data[:, 2:]
     if not np.isin(t, (0.0, 1.0)).all():
         vals = sorted(set(np.unique(t).tolist()) - {0.0, 1.0})[:3]
-        raise InputError(f"{path}: treatment column {treatment!r} must be binary 0/1, found {vals}")
+        raise InputError(f"{name}: treatment column {treatment!r} must be binary 0/1, found {vals}")
     if len(t) < 10:
-        raise InputError(f"{path}: only {len(t)} units; at least 10 are needed")
+        raise InputError(f"{name}: only {len(t)} units; at least 10 are needed")
     n_treated = int(t.sum())
     if n_treated == 0 or n_treated == len(t):
-        raise InputError(f"{path}: treatment column {treatment!r} has an empty arm ({n_treated} treated of {len(t)})")
-    return x.astype(np.float32), t.astype(np.float32), y.astype(np.float32), covariates
+        raise InputError(f"{name}: treatment column {treatment!r} has an empty arm ({n_treated} treated of {len(t)})")
+    return x, t, y, covariates, notes
 
 
 def _estimate(args) -> int:
@@ -116,16 +202,21 @@ def _estimate(args) -> int:
 
     from .core import CInA, resolve_model
 
-    x, t, y, names = read_csv_columns(args.data, args.treatment, args.outcome, args.covariates)
+    x, t, y, names, notes = read_csv_columns(args.data, args.treatment, args.outcome, args.covariates)
+    name = "<stdin>" if args.data == "-" else args.data
     model_path = resolve_model(args.model)
     model = CInA.load(model_path)
     if x.shape[1] > model.config.max_features:
         raise InputError(
-            f"{args.data}: {x.shape[1]} covariates but the model takes at most {model.config.max_features}; "
+            f"{name}: {x.shape[1]} covariates but the model takes at most {model.config.max_features}; "
             "select columns with --covariates"
         )
-    est = model.estimate(x, t, y, estimand=args.estimand)
+    try:
+        est = model.estimate(x, t, y, estimand=args.estimand, feature_names=names)
+    except ValueError as exc:  # the data, e.g. every covariate constant: name the file
+        raise InputError(f"{name}: {exc}") from None
     diag = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in est.diagnostics.items()}
+    warnings = notes + diag.pop("warnings", [])
     result = {
         "estimand": args.estimand,
         "estimate": float(est.ate),
@@ -133,6 +224,7 @@ def _estimate(args) -> int:
         "n_treated": int(t.sum()),
         "covariates": names,
         "model": str(model_path),
+        "warnings": warnings,
         "diagnostics": diag,
     }
     if args.json:
@@ -147,9 +239,11 @@ def _estimate(args) -> int:
             print(f"{label}: {diag[key]:.4g}")
     smd_before, smd_after = diag.get("smd_before"), diag.get("smd_after")
     if smd_before is not None and smd_after is not None:
-        print("standardised mean differences (before -> after weighting):")
-        for name, b, a in zip(names, np.atleast_1d(smd_before), np.atleast_1d(smd_after)):
-            print(f"  {name:>20s}: {b:+.3f} -> {a:+.3f}")
+        print("standardised mean differences on the pooled SD (before -> after weighting):")
+        for cov, b, a in zip(names, np.atleast_1d(smd_before), np.atleast_1d(smd_after)):
+            print(f"  {cov:>20s}: {b:+.3f} -> {a:+.3f}")
+    for w in warnings:
+        print(f"warning: {w}")
     return 0
 
 
@@ -201,7 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=_train)
 
     es = sub.add_parser("estimate", help="zero-shot ATE/ATT of a CSV file in one forward pass")
-    es.add_argument("data", help="CSV file with a header row")
+    es.add_argument("data", help="CSV/TSV file with a header row (',', tab, ';' or '|'; UTF-8, UTF-16 or Latin-1; "
+                    "may be gzip-compressed), or - for stdin")
     es.add_argument("--treatment", required=True, help="binary 0/1 treatment column")
     es.add_argument("--outcome", required=True, help="outcome column")
     es.add_argument("--covariates", nargs="+", help="covariate columns (default: all other columns)")
@@ -244,16 +339,32 @@ def _train_doc() -> str:
     )
 
 
+def _one_line(exc: BaseException) -> str:
+    """The first line of an exception's message; OSErrors as ``PATH: reason``."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    text = str(exc)
+    return text.splitlines()[0] if text.strip() else type(exc).__name__
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    from .train import TrainingError  # every command imports torch anyway
+
     try:
         return args.func(args)
     except InputError as exc:
         print(f"cina {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except (ValueError, FileNotFoundError, NotADirectoryError) as exc:
-        print(f"cina {args.command}: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        print(f"cina {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except (PermissionError, IsADirectoryError, FileExistsError) as exc:  # an output path the user gave
+        print(f"cina {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except (TrainingError, OSError) as exc:  # a diverged run, a full disk, ...: not the input's fault
+        print(f"cina {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"cina {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -20,7 +20,11 @@ Run directory layout::
 
 A checkpoint directory is written under a temporary name and renamed when complete, and
 `latest` is replaced atomically, so a crash never leaves a checkpoint that looks complete but
-is not. Re-running the same command resumes exactly (model, optimiser, scheduler, RNG and the
+is not. Every step checks the loss, its terms and the gradient norm before the update, and
+every evaluation the validation metrics: a NaN/inf stops the run with a `TrainingError` naming
+the step and the quantity (no final model; the checkpoints before it stay valid). Checkpoints
+are read back through the checks of every model file (`cina.core.checkpoint.read_model`).
+Re-running the same command resumes exactly (model, optimiser, scheduler, RNG and the
 data stream's position), so an interrupted run and an uninterrupted one give the same weights.
 """
 
@@ -39,8 +43,14 @@ from typing import Any
 import torch
 
 from .core import CInA, CInAConfig
-from .core.checkpoint import latest_checkpoint
+from .core.checkpoint import ModelFileError, config_difference, check_state_keys, latest_checkpoint, read_model
 from .data import TaskLoader, TaskStream
+
+class TrainingError(RuntimeError):
+    """Training stopped on a non-finite loss, gradient norm, weight or validation metric; the
+    message (one line) names the step and the quantity. No final model is written; the
+    checkpoints written before stay valid."""
+
 
 #: a small model that trains on CPU in minutes; the README lists larger settings for GPUs
 SMALL_MODEL = {"d_model": 64, "n_heads": 4, "n_layers": 2, "n_value_layers": 1, "key_dim": 16, "max_features": 64}
@@ -111,6 +121,10 @@ class TrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"train config: {name} must be an integer >= 0, got {v!r}")
+        for name in ("lr", "min_lr_ratio", "weight_decay", "grad_clip"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ValueError(f"train config: {name} must be finite, got {v!r}")
         if not (self.lr > 0 and 0 <= self.min_lr_ratio <= 1 and self.weight_decay >= 0 and self.grad_clip > 0):
             raise ValueError("train config: need lr > 0, 0 <= min_lr_ratio <= 1, weight_decay >= 0, grad_clip > 0")
         for name in ("compile", "bf16"):
@@ -213,15 +227,30 @@ def _json_default(o):
 
 
 def _load_checkpoint(path: Path, model: CInA, opt, sched, loader: TaskLoader, device) -> tuple[int, int]:
+    """Restore a checkpoint written by `_save_checkpoint`. Its model goes through the checks of
+    every model file (`cina.core.checkpoint.read_model`: finite weights of sane magnitude,
+    checksums, config.json against the weights' config) and must be this run's network;
+    an unreadable file raises `ModelFileError` naming it."""
     from safetensors.torch import load_file
 
-    state = load_file(str(path / "model.safetensors"), device=str(device))
-    model.load_state_dict({k.removeprefix("_orig_mod.").removeprefix("module."): v for k, v in state.items()})
-    opt.load_state_dict(torch.load(path / "optimizer.pt", map_location=device, weights_only=True))
-    trainer = json.loads((path / "trainer.json").read_text())
-    sched.load_state_dict(trainer["scheduler"])
-    loader.load_state_dict(trainer["stream"])
-    rng = load_file(str(path / "rng.safetensors"))
+    config, state = read_model(path, map_location=device)
+    weights = path / "model.safetensors"
+    diff = config_difference(model.config.to_dict(), config)
+    if diff:
+        raise ModelFileError(f"{weights}: not this run's model: {diff.replace('the weights were saved', 'the checkpoint has')}")
+    check_state_keys(state, model.state_dict(), weights)
+    model.load_state_dict(state)
+    try:
+        opt.load_state_dict(torch.load(path / "optimizer.pt", map_location=device, weights_only=True))
+        trainer = json.loads((path / "trainer.json").read_text())
+        sched.load_state_dict(trainer["scheduler"])
+        loader.load_state_dict(trainer["stream"])
+        rng = load_file(str(path / "rng.safetensors"))
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # torch / safetensors / json errors of a damaged checkpoint
+        text = str(exc).strip().splitlines()
+        raise ModelFileError(f"{path}: damaged checkpoint ({text[0] if text else type(exc).__name__})") from None
     torch.set_rng_state(rng["torch"])
     if torch.cuda.is_available():
         cuda = [rng[k] for k in sorted(k for k in rng if k.startswith("cuda"))]
@@ -234,14 +263,16 @@ def _load_checkpoint(path: Path, model: CInA, opt, sched, loader: TaskLoader, de
 
 
 @torch.no_grad()
-def evaluate(model: CInA, stream: TaskStream, stream_start: dict, max_tasks: int, device, autocast) -> dict[str, float]:
+def evaluate(model: CInA, stream: TaskStream, stream_start: dict, max_tasks: int, device, autocast) -> dict[str, Any]:
     """Mean balancing loss and ATE MAE (standardised-y scale and original scale) on
-    up to `max_tasks` tasks of `stream` (a non-shuffled validation stream)."""
+    up to `max_tasks` tasks of `stream` (a non-shuffled validation stream); with
+    ``nonfinite_tasks``, the task indices whose error is NaN/inf, when there are any."""
     stream.load_state_dict(stream_start)  # every evaluation sees the same tasks
     was_training = model.training
     model.eval()
     n = 0
     loss_sum = mae_std = mae_orig = 0.0
+    bad_tasks: list[int] = []
     for batch in stream:
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         with autocast():
@@ -249,6 +280,8 @@ def evaluate(model: CInA, stream: TaskStream, stream_start: dict, max_tasks: int
         b = batch["x"].shape[0]
         loss_sum += float(out["loss_balance"]) * b
         err = (out["ate"].float() - batch["ate"].float()).abs()
+        if not torch.isfinite(err).all() and "task_index" in batch:
+            bad_tasks += batch["task_index"][~torch.isfinite(err).cpu()].tolist()
         mae_std += float(err.sum())
         mae_orig += float((err * batch["y_scale"].float()).sum())
         n += b
@@ -257,7 +290,37 @@ def evaluate(model: CInA, stream: TaskStream, stream_start: dict, max_tasks: int
     model.train(was_training)
     if n == 0:
         return {}
-    return {"val_loss": loss_sum / n, "val_ate_mae_std": mae_std / n, "val_ate_mae": mae_orig / n, "val_tasks": n}
+    metrics: dict[str, Any] = {"val_loss": loss_sum / n, "val_ate_mae_std": mae_std / n, "val_ate_mae": mae_orig / n,
+                               "val_tasks": n}
+    if bad_tasks:
+        metrics["nonfinite_tasks"] = bad_tasks
+    return metrics
+
+
+#: what the loop checks, in this order, for NaN/inf
+CHECKED = ("loss", "loss_balance", "loss_supervised", "grad_norm")
+CHECKED_VAL = ("val_loss", "val_ate_mae_std", "val_ate_mae")
+
+
+def _nonfinite_step(step: int, values: dict[str, torch.Tensor]) -> str | None:
+    """The message for the first non-finite training quantity of a step, or None."""
+    for name in CHECKED:
+        v = float(values[name])
+        if not math.isfinite(v):
+            what = {"loss": "the loss", "grad_norm": "the gradient norm"}.get(name, f"the loss term {name}")
+            parts = ", ".join(f"{k} {float(values[k]):.4g}" for k in CHECKED if k != name)
+            return f"training stopped at step {step}: {what} is {v} ({parts})"
+    return None
+
+
+def _nonfinite_validation(step: int, row: dict[str, Any], bad_tasks: list[int]) -> str | None:
+    """The message for the first non-finite validation metric of a row, or None."""
+    for name in CHECKED_VAL:
+        v = row.get(name)
+        if v is not None and not math.isfinite(v):
+            where = f" (validation tasks {bad_tasks[:10]} give a non-finite error: check their ground truth)" if bad_tasks else ""
+            return f"training stopped at step {step}: the validation metric {name} is {v}{where}"
+    return None
 
 
 # ------------------------------------------------------------------ the loop
@@ -388,61 +451,91 @@ def train(corpus, out_dir: str | os.PathLike, cfg: TrainConfig | None = None, *,
 
     model.train()
     t_last, tasks_since, steps_since = time.perf_counter(), 0, 0
-    while step < cfg.max_steps:
-        if stream.epoch != epoch:
-            stream.set_epoch(epoch)
-        for batch in loader:
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            with autocast():
-                out = train_model(batch)
-            loss = out["loss"]
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            sched.step()
-            step += 1
-            tasks_since += batch["x"].shape[0]
-            steps_since += 1
-            row = None
-            if dist_info.is_main and (step % cfg.eval_every == 0 or step == cfg.max_steps or step == 1):
-                loss_value = float(loss.detach())  # waits for the device, so the clock below is honest
-                elapsed = max(time.perf_counter() - t_last, 1e-9)
-                row = {
-                    "step": step, "epoch": epoch, "lr": opt.param_groups[0]["lr"], "loss": loss_value,
-                    "loss_balance": float(out["loss_balance"].detach()),
-                    "loss_supervised": float(out["loss_supervised"].detach()),
-                    "grad_norm": float(grad_norm), "tasks_per_s": tasks_since * dist_info.world_size / elapsed,
-                    "step_ms": 1000 * elapsed / steps_since,
-                    "gpu_mem_gb": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else "",
-                }
-                row.update(evaluate(model, val_stream, val_start, cfg.eval_tasks, device, autocast))
-                with metrics_file.open("a", newline="") as f:
-                    csv.writer(f).writerow([row.get(k, "") for k in METRIC_FIELDS])
-                if writer is not None:
-                    for k, v in row.items():
-                        if k not in ("step", "epoch") and v != "":
-                            writer.add_scalar(k, v, step)
+
+    def stop_if(problem: str | None) -> None:
+        """Stop every rank together (a flag all-reduced under DDP): no final model; the
+        checkpoints written so far hold the weights before the failing step, all finite."""
+        bad = torch.tensor(float(problem is not None), device=device)
+        if dist_info.world_size > 1:
+            torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
+        if bad.item() > 0:
+            ck = latest_checkpoint(run)
+            tail = f"; no final model written; the latest checkpoint is {ck}" if ck else "; no model written"
+            raise TrainingError((problem or f"training stopped at step {step}: a non-finite value on another rank") + tail)
+
+    try:
+        while step < cfg.max_steps:
+            if stream.epoch != epoch:
+                stream.set_epoch(epoch)
+            for batch in loader:
+                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+                with autocast():
+                    out = train_model(batch)
+                loss = out["loss"]
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                # Before the update: a NaN/inf loss or gradient must not reach the weights. One
+                # device sync per step (and a 1-element all-reduce under DDP).
+                checked = {"loss": loss.detach(), "loss_balance": out["loss_balance"].detach(),
+                           "loss_supervised": out["loss_supervised"].detach(), "grad_norm": grad_norm}
+                finite = bool(torch.stack([torch.isfinite(v.float()).all() for v in checked.values()]).all())
+                if dist_info.world_size > 1 or not finite:
+                    stop_if(None if finite else _nonfinite_step(step + 1, checked))
+                opt.step()
+                sched.step()
+                step += 1
+                tasks_since += batch["x"].shape[0]
+                steps_since += 1
+                row = None
+                evaluating = step % cfg.eval_every == 0 or step == cfg.max_steps or step == 1
+                problem = None
+                if dist_info.is_main and evaluating:
+                    loss_value = float(loss.detach())  # waits for the device, so the clock below is honest
+                    elapsed = max(time.perf_counter() - t_last, 1e-9)
+                    row = {
+                        "step": step, "epoch": epoch, "lr": opt.param_groups[0]["lr"], "loss": loss_value,
+                        "loss_balance": float(out["loss_balance"].detach()),
+                        "loss_supervised": float(out["loss_supervised"].detach()),
+                        "grad_norm": float(grad_norm), "tasks_per_s": tasks_since * dist_info.world_size / elapsed,
+                        "step_ms": 1000 * elapsed / steps_since,
+                        "gpu_mem_gb": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else "",
+                    }
+                    row.update(evaluate(model, val_stream, val_start, cfg.eval_tasks, device, autocast))
+                    bad_tasks = row.pop("nonfinite_tasks", [])
+                    with metrics_file.open("a", newline="") as f:
+                        csv.writer(f).writerow([row.get(k, "") for k in METRIC_FIELDS])
+                    if writer is not None:
+                        for k, v in row.items():
+                            if k not in ("step", "epoch") and v != "":
+                                writer.add_scalar(k, v, step)
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{row['loss']:.4f}", val_mae=f"{row.get('val_ate_mae', float('nan')):.3f}")
+                    problem = _nonfinite_validation(step, row, bad_tasks)
+                if evaluating and (dist_info.world_size > 1 or problem is not None):
+                    stop_if(problem)  # before this step's checkpoint
+                if step % cfg.ckpt_every == 0 or step == cfg.max_steps:
+                    if dist_info.is_main:
+                        try:
+                            _save_checkpoint(run, step, model, opt, sched, loader, epoch, cfg.keep_checkpoints)
+                        except ModelFileError as exc:  # weights the checks refuse (e.g. |w| >= 1e6)
+                            raise TrainingError(f"training stopped at step {step}: {exc}") from None
+                    if dist_info.world_size > 1:
+                        torch.distributed.barrier()
+                if row is not None:  # restart the step clock after evaluation and checkpointing
+                    t_last, tasks_since, steps_since = time.perf_counter(), 0, 0
                 if bar is not None:
-                    bar.set_postfix(loss=f"{row['loss']:.4f}", val_mae=f"{row.get('val_ate_mae', float('nan')):.3f}")
-            if step % cfg.ckpt_every == 0 or step == cfg.max_steps:
-                if dist_info.is_main:
-                    _save_checkpoint(run, step, model, opt, sched, loader, epoch, cfg.keep_checkpoints)
-                if dist_info.world_size > 1:
-                    torch.distributed.barrier()
-            if row is not None:  # restart the step clock after evaluation and checkpointing
-                t_last, tasks_since, steps_since = time.perf_counter(), 0, 0
-            if bar is not None:
-                bar.update(1)
-            if step >= cfg.max_steps:
-                break
-        else:
-            epoch += 1
-            stream.set_epoch(epoch)
-    if bar is not None:
-        bar.close()
-    if writer is not None:
-        writer.close()
+                    bar.update(1)
+                if step >= cfg.max_steps:
+                    break
+            else:
+                epoch += 1
+                stream.set_epoch(epoch)
+    finally:
+        if bar is not None:
+            bar.close()
+        if writer is not None:
+            writer.close()
     final = run / "model"
     if dist_info.is_main:
         tmp = run / ".model.partial"

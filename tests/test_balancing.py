@@ -159,14 +159,18 @@ def test_project_weights_hand_case():
 
 
 def test_balance_diagnostics_hand_case():
-    # x = (0, 2 | 0, 0, 3): treated mean 1, var 1; control mean 1, var 2 -> SMD before 0.
+    # x = (0, 2 | 0, 0, 3): treated mean 1, control mean 1 -> SMD before 0; the SMD's
+    # denominator is the SD of the pooled sample: mean 1, var (1 + 1 + 1 + 1 + 4) / 5 = 1.6.
     x = _t([[[0.0], [2.0], [0.0], [0.0], [3.0]]])
     t = _t([[1, 1, 0, 0, 0]])
     mask = torch.ones(1, 5, dtype=torch.bool)
     w = _t([[0.5, 0.5, 0.5, 0.5, 0.0]])  # controls: mean 0 after weighting
     d = balance_diagnostics(x, t, w, mask)
     assert d["smd_before"].item() == pytest.approx(0.0)
-    assert d["smd_after"].item() == pytest.approx(1.0 / math.sqrt(1.5))
+    assert d["smd_after"].item() == pytest.approx(1.0 / math.sqrt(1.6))
+    # the same in units of 1e-30 and 1e30 (SMDs are scale-free and nothing under/overflows)
+    for factor in (1e-30, 1e30):
+        assert balance_diagnostics(x.double() * factor, t, w, mask)["smd_after"].item() == pytest.approx(1.0 / math.sqrt(1.6))
     assert d["ess_treated"].item() == pytest.approx(2.0)
     assert d["ess_control"].item() == pytest.approx(2.0)
     assert d["top1_share"].item() == pytest.approx(0.25)  # ceil(0.05) = 1 unit holds 0.5 of 2

@@ -148,7 +148,9 @@ def test_estimate_errors_name_the_problem():
     with pytest.raises(ValueError, match="estimands"):
         m.estimate(xs[0], ts[0], ys[0], estimand="att")
     with pytest.raises(ValueError, match="at most 8"):
-        m.estimate(np.zeros((30, 9)), ts[0], ys[0])
+        m.estimate(np.random.default_rng(0).standard_normal((30, 9)), ts[0], ys[0])
+    with pytest.raises(ValueError, match=r"every covariate is constant \(column 0, column 1, column 2\)"):
+        m.estimate(np.zeros((30, 3)), ts[0], ys[0])
     with pytest.raises(ValueError, match="lam"):
         m.estimate(xs[0], ts[0], ys[0], lam=0.5)
     batch = collate_datasets(xs, [np.ones(30)], ys)

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import causalgen
 from causalgen.store.generate import CorpusSpec, generate_corpus
 from cina.cli import main as cina_main
 from cina.core import CInA
 from cina.core.checkpoint import latest_checkpoint
-from cina.train import TrainConfig, lr_factor, train
+from cina.train import TrainConfig, TrainingError, lr_factor, train
 
 TINY_MODEL = {"d_model": 32, "n_heads": 2, "n_layers": 1, "n_value_layers": 1, "key_dim": 8, "max_features": 16}
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -44,6 +45,101 @@ def read_metrics(run: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def sample_tasks_with_huge_ates(config, seeds):
+    """`causalgen.sample_tasks` with every 10th task's ATE set to 1e30: finite (a store that
+    rejects NaN keeps it), but its squared error overflows float32 in the supervised loss."""
+    tasks = causalgen.sample_tasks(config, seeds)
+    for task in tasks[::10]:
+        task.ate = 1e30
+    return tasks
+
+
+def sample_tasks_with_overflowing_ates(config, seeds):
+    """`causalgen.sample_tasks` with every ATE set to 1e300: finite in the store (float64), inf
+    once a batch holds it in float32, so the validation error is inf."""
+    tasks = causalgen.sample_tasks(config, seeds)
+    for task in tasks:
+        task.ate = 1e300
+    return tasks
+
+
+def _corpus_with(sampler, out):
+    cfg = causalgen.load_config("er5000-linear").replace(n_units=[40, 100], **{"graph.n_nodes": [5, 8]})
+    spec = CorpusSpec(config=cfg.to_dict(), seed=3, num_tasks=160, shard_size=40, sampler=f"{__name__}:{sampler.__name__}")
+    generate_corpus(spec, str(out), progress=False)
+    return out
+
+
+def test_training_stops_on_a_non_finite_loss_keeping_the_checkpoints(tmp_path, capsys):
+    from cina.data import TaskStream
+
+    corpus = _corpus_with(sample_tasks_with_huge_ates, tmp_path / "huge")
+    # the step whose batch first holds a huge ATE, from the stream train() builds; a seed where
+    # it is not the first step, so a checkpoint is written before it
+    for seed in range(10):
+        cfg = tiny_config(model={**TINY_MODEL, "supervised_weight": 1.0}, max_steps=16, ckpt_every=1, eval_every=100,
+                          seed=seed)
+        stream = TaskStream(str(corpus), cfg.batch_size, cfg.seed, split="train", bucket_by_size=cfg.bucket_by_size,
+                            subsample_units=cfg.subsample_units, max_units_per_batch=cfg.max_units_per_batch,
+                            block_shards=cfg.block_shards, extras=(), drop_last=True)
+        bad = next((i + 1 for i, b in enumerate(stream) if float(b["ate"].abs().max()) > 1e20), None)
+        if bad is not None and 1 < bad <= cfg.max_steps:
+            break
+    else:
+        pytest.fail("no seed puts a huge ATE after the first step")
+    run = tmp_path / "run"
+    cfg_file = tmp_path / "cfg.json"
+    cfg_file.write_text(json.dumps(cfg.to_dict()))
+    code = cina_main(["train", "--corpus", str(corpus), "--out", str(run), "--config", str(cfg_file), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert f"training stopped at step {bad}: the loss is inf" in err, err
+    assert not (run / "model").exists()
+    # the checkpoints written before are there, complete and loadable (finite weights)
+    ck = latest_checkpoint(run)
+    assert ck is not None and ck.name == f"step-{bad - 1:07d}"
+    model = CInA.load(ck)
+    assert all(torch.isfinite(p).all() for p in model.state_dict().values())
+    # in Python: a TrainingError
+    with pytest.raises(TrainingError, match=f"step {bad}: the loss is inf"):
+        train(str(corpus), tmp_path / "run2", cfg, progress=False)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")  # the point of the corpus
+def test_training_stops_on_a_non_finite_validation_metric(tmp_path, capsys):
+    corpus = _corpus_with(sample_tasks_with_overflowing_ates, tmp_path / "overflow")
+    run = tmp_path / "run"
+    with pytest.raises(TrainingError, match=r"step 1: the validation metric val_ate_mae_std is inf \(validation tasks \["):
+        train(str(corpus), run, tiny_config(max_steps=4, ckpt_every=2), progress=False)
+    assert not (run / "model").exists() and latest_checkpoint(run) is None
+    # metrics.csv still shows the row that stopped it
+    assert read_metrics(run)[-1]["val_ate_mae"] == "inf"
+
+
+def test_resuming_checks_the_checkpoint_like_any_model_file(corpus, tmp_path, capsys):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    run = tmp_path / "run"
+    cfg = tiny_config(max_steps=2, ckpt_every=1)
+    train(corpus, run, cfg, progress=False)
+    weights = latest_checkpoint(run) / "model.safetensors"
+    with safe_open(str(weights), framework="pt") as f:
+        meta = f.metadata()
+    state = load_file(str(weights))
+    state["input_proj.weight"][0, 0] = float("nan")
+    save_file(state, str(weights), metadata=meta)
+    cfg_file = tmp_path / "cfg.json"
+    cfg_file.write_text(json.dumps(cfg.to_dict()))
+    assert cina_main(["train", "--corpus", str(corpus), "--out", str(run), "--config", str(cfg_file), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "step-0000002/model.safetensors: tensor 'input_proj.weight' has 1 non-finite" in err, err
+    (weights.parent / "optimizer.pt").write_bytes(b"not a torch file")
+    save_file(load_file(str(run / "model" / "model.safetensors")), str(weights), metadata=meta)
+    with pytest.raises(ValueError, match="step-0000002: damaged checkpoint"):
+        train(corpus, run, cfg, progress=False)
+
+
 def test_lr_schedule_warmup_then_cosine():
     cfg = tiny_config(max_steps=100, warmup_steps=10, min_lr_ratio=0.1)
     assert lr_factor(0, cfg) == pytest.approx(0.1)
@@ -56,6 +152,8 @@ def test_lr_schedule_warmup_then_cosine():
 def test_train_config_errors(tmp_path):
     with pytest.raises(ValueError, match="unknown field 'epochs'"):
         TrainConfig.from_dict({"epochs": 3})
+    with pytest.raises(ValueError, match="lr must be finite"):
+        TrainConfig.from_dict({"lr": float("inf")})
     with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
         TrainConfig.from_dict({"batch_size": 0})
     with pytest.raises(ValueError, match="d_model"):

@@ -3,12 +3,13 @@
 `kernel` (the attention kernel), `weights` (projection, effect, diagnostics), `balancing` (the
 paper's SVM layer), `target_balancing` (the default layer), `single` (Algorithm 1), `config`,
 `blocks` and `model` (the CInA transformer), `estimate` (zero-shot estimation, Algorithm 3),
-`checkpoint` (model files), `inputs` (validation and padding). This room imports no other part
+`checks` (the warnings of an estimate), `checkpoint` (model files, checked on load), `inputs`
+(validation and padding). This room imports no other part
 of cina and nothing of causalgen: data, training and evaluation build on it.
 """
 
 from .balancing import BalancingAttention, balancing_loss, optimal_intercept, read_out_alpha, values_from_alpha
-from .checkpoint import SHIPPED_MODELS, ModelNotFoundError, resolve_model, shipped_model_path
+from .checkpoint import SHIPPED_MODELS, ModelFileError, ModelNotFoundError, resolve_model, shipped_model_path
 from .config import CInAConfig
 from .estimate import Estimate, estimate_datasets
 from .inputs import check_dataset, collate_datasets
@@ -19,7 +20,7 @@ from .target_balancing import solve_target_balance
 from .weights import ESTIMANDS, balance_diagnostics, project_weights, weighted_effect
 
 __all__ = [
-    "BalancingAttention", "CInA", "CInAConfig", "DEFAULT_LAM", "ESTIMANDS", "Estimate", "ModelNotFoundError",
+    "BalancingAttention", "CInA", "CInAConfig", "DEFAULT_LAM", "ESTIMANDS", "Estimate", "ModelFileError", "ModelNotFoundError",
     "SHIPPED_MODELS", "SingleDatasetCInA", "balance_diagnostics", "balancing_loss", "check_dataset",
     "collate_datasets", "covariate_keys", "dense_kernel", "estimate_datasets", "fit_single", "kernel_matvec",
     "log_normalizer", "normalize_keys", "optimal_intercept", "project_weights", "read_out_alpha",

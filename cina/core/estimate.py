@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .checks import dataset_warnings, informative_columns, weighting_warnings
 from .inputs import check_dataset, collate_datasets
 from .weights import balance_diagnostics
 
@@ -22,7 +23,8 @@ class Estimate:
     Attributes:
         ate: the estimate (of the ATE, or of the ATT when ``estimand == "att"``); NaN without y.
         weights: (N,) per-arm normalised weights (each arm sums to one).
-        diagnostics: effective sample sizes, SMDs before/after weighting, top-1% weight share, ...
+        diagnostics: effective sample sizes, SMDs before/after weighting, top-1% weight share,
+            ``warnings`` (list of one-line strings, `cina.core.checks`), ...
         estimand: "ate" or "att".
     """
 
@@ -43,6 +45,7 @@ def estimate_datasets(
     lam: float | None = None,
     batch_size: int | None = None,
     compute_loss: bool = True,
+    feature_names=None,
 ) -> Estimate | list[Estimate]:
     """Zero-shot effect estimates of ``model`` (a `CInA`) in one forward pass per ``batch_size`` datasets.
 
@@ -55,12 +58,21 @@ def estimate_datasets(
             target balancing as many as keep the kernel dense, max_block_elements / N^2).
         compute_loss: also report the balancing loss and its duality gap (costs two O(N^2)
             time, O(N) memory passes; the gap bounds how far the weights are from optimal).
+        feature_names: d names of the columns of x (a list of such lists for many datasets),
+            used by the warnings; default ``column j``.
 
     Returns:
         `Estimate` (or a list of them): ``ate`` (NaN without y), per-arm normalised
-        ``weights`` and ``diagnostics``: ess_treated, ess_control, smd_before, smd_after,
-        max_abs_smd_before/after, top1_share, n_treated, n_control, lam and (with
-        compute_loss) balancing_loss and duality_gap.
+        ``weights`` and ``diagnostics``: ess_treated, ess_control, smd_before, smd_after
+        (d,), max_abs_smd_before/after, top1_share, n_treated, n_control, lam, (with
+        compute_loss) balancing_loss and duality_gap, and ``warnings``: constant covariates,
+        covariates without overlap between the arms, arms with fewer than 10 units or an
+        effective sample size below 5 (`cina.core.checks`; [] when there is nothing to say).
+
+    Covariates are standardised in float64 from the values given (`standardize_covariates`),
+    so their unit of measurement does not matter. Constant columns (``sd <= 1e-7 max|x|``) are
+    left out of the model's input, reported in ``warnings``, and get SMD 0; a dataset whose
+    every covariate is constant is refused (ValueError), as are NaN/inf values.
     """
     c = model.config
     if estimand not in c.estimands:
@@ -74,14 +86,22 @@ def estimate_datasets(
     ys = [y] if single else (list(y) if y is not None else [None] * len(xs))
     if not (len(xs) == len(ts) == len(ys)):
         raise ValueError(f"x, t and y must list the same number of datasets, got {len(xs)}, {len(ts)}, {len(ys)}")
-    checked = []
+    if feature_names is None:
+        names = [None] * len(xs)
+    else:
+        names = [list(feature_names)] if single else [None if n is None else list(n) for n in feature_names]
+        if len(names) != len(xs):
+            raise ValueError(f"feature_names must list the names of {len(xs)} datasets, got {len(names)}")
+    checked, keep, warns = [], [], []
     for i, (xi, ti, yi) in enumerate(zip(xs, ts, ys)):
         try:
             checked.append(check_dataset(xi, ti, yi))
+            keep.append(informative_columns(checked[-1][0], names[i]))
+            warns.append(dataset_warnings(checked[-1][0], checked[-1][1], names[i]))
         except ValueError as e:
             raise ValueError(f"dataset {i}: {e}" if not single else str(e)) from None
-        if checked[-1][0].shape[1] > c.max_features:
-            raise ValueError(f"dataset {i} has {checked[-1][0].shape[1]} features; the model accepts at most {c.max_features}")
+        if int(keep[-1].sum()) > c.max_features:
+            raise ValueError(f"dataset {i} has {int(keep[-1].sum())} features; the model accepts at most {c.max_features}")
     was_training = model.training
     model.eval()
     results: list[Estimate] = []
@@ -95,13 +115,14 @@ def estimate_datasets(
         for s in range(0, len(checked), step):
             chunk = checked[s : s + step]
             has_y = [yi is not None for _, _, yi in chunk]
-            # collated once in float64: the diagnostics use it (float32 would round large
-            # covariates), the network its float32 copy (the same values as collating in float32)
-            x64 = collate_datasets(
-                [a for a, _, _ in chunk], [b for _, b, _ in chunk],
-                [yi if yi is not None else np.zeros(len(b)) for _, b, yi in chunk], dtype=torch.float64,
-            )
-            batch = {k: (v.float() if v.is_floating_point() else v).to(model.device) for k, v in x64.items()}
+            # collated in float64: the diagnostics use every column, the network the informative
+            # ones, standardised in float64 (covariates in units of 1e-7 or 1e19 must neither
+            # vanish nor overflow) and then read in float32; t and y in float32
+            ys64 = [yi if yi is not None else np.zeros(len(b)) for _, b, yi in chunk]
+            x64 = collate_datasets([a for a, _, _ in chunk], [b for _, b, _ in chunk], ys64, dtype=torch.float64)
+            xin = collate_datasets([a[:, k] for (a, _, _), k in zip(chunk, keep[s : s + step])],
+                                   [b for _, b, _ in chunk], ys64, dtype=torch.float64)
+            batch = {k: (v.float() if v.is_floating_point() and k != "x" else v).to(model.device) for k, v in xin.items()}
             # check_dataset has validated every dataset of the batch
             out = model(batch, estimand=estimand, lam=lam, compute_loss=compute_loss, validate=False)
             diag = balance_diagnostics(x64["x"], x64["t"], out["weights"].double().cpu(), x64["unit_mask"], x64["feature_mask"])
@@ -120,6 +141,8 @@ def estimate_datasets(
                 }
                 dg["max_abs_smd_before"] = float(np.abs(dg["smd_before"]).max())
                 dg["max_abs_smd_after"] = float(np.abs(dg["smd_after"]).max())
+                dg["warnings"] = warns[s + i] + weighting_warnings(dg["ess_treated"], dg["ess_control"],
+                                                                   dg["n_treated"], dg["n_control"])
                 if "objective" in out:  # target balancing: its objective and convergence
                     dg["balancing_loss"] = float(out["objective"][i])
                     dg["last_step_change"] = float(out["step_change"][i])

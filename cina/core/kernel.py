@@ -20,7 +20,7 @@ import math
 import torch
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ["DEFAULT_BLOCK_ELEMENTS", "auto_block_size", "covariate_keys", "dense_kernel", "kernel_matvec",
+__all__ = ["CONSTANT_RTOL", "DEFAULT_BLOCK_ELEMENTS", "auto_block_size", "covariate_keys", "dense_kernel", "kernel_matvec",
            "log_normalizer", "normalize_keys", "standardize_covariates"]
 
 # Elements of one (B, block, N) score block; 2**24 float32 = 64 MiB per temporary.
@@ -69,6 +69,14 @@ def normalize_keys(keys: torch.Tensor, mask: torch.Tensor, eps: float = 1e-6) ->
     return centred * torch.rsqrt(mean_sq + eps)
 
 
+#: A column is constant when its standard deviation is at most this fraction of its largest
+#: magnitude, ``sd <= CONSTANT_RTOL * max|x|``: relative to the column's own scale, so the unit
+#: of measurement (1e-7, 1e19) never decides, and about the resolution of float32 data
+#: (6e-8), below which a column's variation is rounding noise. `cina.core.checks` reports
+#: such columns.
+CONSTANT_RTOL = 1e-7
+
+
 def standardize_covariates(x: torch.Tensor, unit_mask: torch.Tensor, feature_mask: torch.Tensor) -> torch.Tensor:
     """Per-dataset standardised covariates, the input of the network and of the covariate kernel.
 
@@ -76,20 +84,29 @@ def standardize_covariates(x: torch.Tensor, unit_mask: torch.Tensor, feature_mas
         x: (B, N, D) raw covariates; unit_mask: (B, N) real units; feature_mask: (B, D) real columns.
 
     Returns:
-        (B, N, D): each real column centred and scaled to unit variance over the real units,
-        clipped at +-10 SD (heavy-tailed real covariates such as earnings must not dominate the
-        input scale the network was trained on); constant columns, padded units and padded
+        (B, N, D) in x's floating dtype (float32 for integer x): each real column centred and
+        scaled to unit variance over the real units, clipped at +-10 SD (heavy-tailed real
+        covariates such as earnings must not dominate the input scale the network was trained
+        on); constant columns (``sd <= CONSTANT_RTOL * max|x|``), padded units and padded
         features are 0.
+
+    Computed in float64 whatever x's dtype, on each column divided by its largest magnitude
+    first, so no unit of measurement under- or overflows: a column in units of 1e-7 or 1e19
+    gives the same standardised values as in units of 1 (up to float64 rounding). Callers
+    that have the raw values in float64 should pass them, not a float32 copy.
     """
+    out_dtype = x.dtype if x.is_floating_point() else torch.float32
     valid = unit_mask.unsqueeze(-1) & feature_mask.unsqueeze(1)
-    x = torch.where(valid, x, torch.zeros_like(x))
+    x = torch.where(valid, x.to(torch.float64), torch.zeros((), dtype=torch.float64, device=x.device))
     m = unit_mask.unsqueeze(-1).to(x.dtype)
     n = m.sum(1, keepdim=True).clamp_min(1.0)
+    mag = x.abs().amax(1, keepdim=True)  # (B, 1, D); padding is 0 and cannot raise it
+    x = x / torch.where(mag > 0, mag, torch.ones_like(mag))
     mean = (x * m).sum(1, keepdim=True) / n
     var = ((x - mean).square() * m).sum(1, keepdim=True) / n
-    ok = var > 1e-12  # constant columns carry no information
+    ok = var > CONSTANT_RTOL**2  # constant columns carry no information
     xs = ((x - mean) * torch.rsqrt(torch.where(ok, var, torch.ones_like(var)))).clamp(-10.0, 10.0)
-    return torch.where(valid & ok, xs, torch.zeros_like(xs))
+    return torch.where(valid & ok, xs, torch.zeros_like(xs)).to(out_dtype)
 
 
 def covariate_keys(x: torch.Tensor, unit_mask: torch.Tensor, feature_mask: torch.Tensor) -> torch.Tensor:

@@ -142,7 +142,7 @@ import torch.nn.functional as F
 
 from .balancing import BalancingAttention
 from .blocks import Block, InducedBlock
-from .checkpoint import SHIPPED_MODELS, read_model, save_model
+from .checkpoint import SHIPPED_MODELS, ModelFileError, check_state_keys, read_model, save_model, weights_file
 from .config import CInAConfig
 from .estimate import Estimate, estimate_datasets
 from .kernel import auto_block_size, covariate_keys, standardize_covariates
@@ -235,8 +235,10 @@ class CInA(nn.Module):
                 raise ValueError("batch['y'] has NaN/inf on real units")
 
     def _prepare_x(self, x: torch.Tensor, unit_mask: torch.Tensor, feature_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, N, d) raw covariates -> (B, N, w) standardised, valid columns first, and the
-        matching (B, w) feature mask.
+        """(B, N, d) raw covariates (any float dtype: float64 keeps covariates in extreme units
+        exact) -> (B, N, w) float32 standardised, valid columns first, and the matching (B, w)
+        feature mask. Standardisation runs in float64 (`standardize_covariates`); the network
+        and the kernel get its float32 result.
 
         w is max_features under torch.compile (static shapes); in eager mode it is the widest
         dataset's number of valid columns: the columns beyond it would be zero everywhere, and
@@ -259,7 +261,7 @@ class CInA(nn.Module):
         else:
             x = F.pad(x, (0, F_max - d))
             fmask = F.pad(fmask, (0, F_max - d), value=False)
-        return standardize_covariates(x, unit_mask, fmask), fmask
+        return standardize_covariates(x, unit_mask, fmask).float(), fmask
 
     def _project_input(self, xs: torch.Tensor) -> torch.Tensor:
         """(B, N, w) -> (B, N, d_model): the input projection on the first w <= max_features
@@ -327,6 +329,7 @@ class CInA(nn.Module):
         y = batch.get("y")
         if validate and self.check_inputs and not torch.compiler.is_compiling():
             self._validate(x, t, unit_mask, feature_mask, y)
+        x_raw = x  # standardised from its own dtype (float64 from `estimate`): see _prepare_x
         x, t = x.float(), t.float()
         t = torch.where(unit_mask, t, torch.zeros_like(t))
         c = self.config
@@ -336,7 +339,7 @@ class CInA(nn.Module):
         lam_abs = lam0 / n_units if c.lam_scaling == "size" else lam0
 
         attn_mask = unit_mask[:, None, None, :]
-        xs, fmask = self._prepare_x(x, unit_mask, feature_mask)
+        xs, fmask = self._prepare_x(x_raw, unit_mask, feature_mask)
         z = self._project_input(xs)
         for block in self.x_blocks:
             z = block(z, attn_mask)
@@ -422,12 +425,14 @@ class CInA(nn.Module):
 
     @torch.no_grad()
     def estimate(self, x, t, y=None, *, estimand: str = "ate", lam: float | None = None,
-                 batch_size: int | None = None, compute_loss: bool = True) -> Estimate | list[Estimate]:
+                 batch_size: int | None = None, compute_loss: bool = True,
+                 feature_names=None) -> Estimate | list[Estimate]:
         """Zero-shot estimates for one dataset ((N, d) x, (N,) t and y) or lists of datasets, in
         batched forward passes: `cina.core.estimate.estimate_datasets`, which documents the
-        arguments and the returned `Estimate` (``ate``, ``weights``, ``diagnostics``)."""
+        arguments and the returned `Estimate` (``ate``, ``weights``, ``diagnostics`` with its
+        ``warnings``)."""
         return estimate_datasets(self, x, t, y, estimand=estimand, lam=lam, batch_size=batch_size,
-                                 compute_loss=compute_loss)
+                                 compute_loss=compute_loss, feature_names=feature_names)
 
     def save(self, path: str | Path) -> Path:
         """Write weights and config to a folder or a ``.safetensors`` file (`cina.core.checkpoint`;
@@ -441,7 +446,13 @@ class CInA(nn.Module):
         ``path`` may also name a model shipped with the package, ``"default"`` or ``"fast"``
         (`SHIPPED_MODELS`), unless a file or folder of that name exists.
         """
-        config, state = read_model(path, map_location)
-        model = cls(CInAConfig.from_dict(config))
+        config, state = read_model(path, map_location)  # checks the file (cina.core.checkpoint)
+        where = weights_file(path)
+        try:
+            cfg = CInAConfig.from_dict(config)
+        except (TypeError, ValueError) as exc:
+            raise ModelFileError(f"{where}: bad config: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+        model = cls(cfg)
+        check_state_keys(state, model.state_dict(), where)
         model.load_state_dict(state)
         return model.to(map_location).eval()

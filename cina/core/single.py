@@ -47,6 +47,7 @@ import numpy as np
 import torch
 
 from .balancing import balancing_loss
+from .checks import dataset_warnings, informative_columns, scaled_columns, weighting_warnings
 from .estimate import Estimate
 from .inputs import check_dataset
 from .kernel import covariate_keys, dense_kernel, normalize_keys, standardize_covariates
@@ -222,7 +223,9 @@ class SingleDatasetCInA:
 
     Attributes (after `fit`):
         weights_ (N,): per-arm normalised weights. alpha_ (N,): raw SVM weights in [0, 1].
-        keys_ (N, D): the tied keys used. intercept_: b. lam_: absolute lambda.
+        keys_ (N, D): the tied keys used (D counts the non-constant columns: constant ones,
+        ``sd <= 1e-7 max|x|``, are left out). intercept_: b. lam_: absolute lambda.
+        warnings_: `cina.core.checks.dataset_warnings` of x and t (`estimate` adds the weighting's).
         loss_: attention-form loss / N at the solution. dual_objective_: SVM dual objective / N.
         duality_gap_: loss_ - dual_objective_ (>= 0; ~0 certifies the optimum).
         loss_curve_: gradient-stage losses. n_iter_: gradient steps. solver_iter_: SMO iterations.
@@ -297,6 +300,10 @@ class SingleDatasetCInA:
         """Fit the weights on covariates x (N, d) and binary treatment t (N,)."""
         self._check_params()
         x, t, _ = check_dataset(x, t)
+        # constant columns (sd <= 1e-7 max|x|) are left out and reported (cina.core.checks)
+        self._x, self._t = x, t
+        x = x[:, informative_columns(x)]  # raises when every column is constant
+        self.warnings_ = dataset_warnings(self._x, t)
         n, d = x.shape
         gaussian = self.balancing == "target" and self.kernel_form == "gaussian"
         default_lam, default_scale = ((GAUSSIAN_LAM, GAUSSIAN_SCORE_SCALE) if gaussian else
@@ -306,8 +313,8 @@ class SingleDatasetCInA:
         self.lam_ = lam / n if self.lam_scaling == "size" else float(lam)
         if self.balancing == "target":
             return self._fit_target(x, t, scale)
-        mean, sd = x.mean(0), x.std(0)
-        xs = np.where(sd > 1e-12, (x - mean) / np.where(sd > 1e-12, sd, 1.0), 0.0)
+        xs = scaled_columns(x)  # scale-free: no unit of x under- or overflows
+        xs = (xs - xs.mean(0)) / xs.std(0)
 
         D = int(self.key_dim or d)
         if D == d:
@@ -359,7 +366,6 @@ class SingleDatasetCInA:
             self.dual_objective_ = float(parts["dual"][0])
             self.duality_gap_ = float(parts["gap"][0])
             self.weights_ = project_weights(alpha_t, T, M, self.estimand)[0].numpy()
-        self._x, self._t = x, t
         self.estimand_ = self.estimand
         return self
 
@@ -386,7 +392,6 @@ class SingleDatasetCInA:
         self.loss_curve_ = []
         self.n_iter_ = 0
         self.solver_iter_ = int(sol["steps"])
-        self._x, self._t = x, t
         self.estimand_ = self.estimand
         return self
 
@@ -411,6 +416,8 @@ class SingleDatasetCInA:
             balancing_loss=self.loss_,
             duality_gap=self.duality_gap_,
         )
+        diag["warnings"] = self.warnings_ + weighting_warnings(diag["ess_treated"], diag["ess_control"],
+                                                               diag["n_treated"], diag["n_control"])
         return Estimate(ate=ate, weights=self.weights_.copy(), diagnostics=diag, estimand=self.estimand_)
 
 

@@ -12,6 +12,8 @@ from typing import Union
 
 import torch
 
+from .kernel import CONSTANT_RTOL
+
 __all__ = ["ESTIMANDS", "att_flags", "balance_diagnostics", "feasible_alpha", "project_weights", "weighted_effect"]
 
 ESTIMANDS = ("ate", "att")
@@ -90,9 +92,12 @@ def balance_diagnostics(
     Returns:
         ``ess_treated``, ``ess_control`` (B,): Kish effective sample size ``1 / sum w^2`` per arm;
         ``smd_before``, ``smd_after`` (B, d): standardised mean differences
-        ``(mean_T - mean_C) / sqrt((var_T + var_C) / 2)`` unweighted and weighted; the
-        denominator is always the unweighted pooled SD so before/after are comparable; 0 on
-        padded or constant features;
+        ``(mean_T - mean_C) / sd`` unweighted and weighted, where sd is the unweighted SD of the
+        pooled sample (all real units), the same before and after so the two are comparable. The
+        pooled SD is non-zero whenever the column varies, also when each arm is constant (a
+        covariate that separates the arms, e.g. a copy of t, gets SMD 1/sqrt(p(1-p)), not 0);
+        0 on padded and constant features (``sd <= CONSTANT_RTOL * max|x|``). Computed on each
+        column divided by its largest magnitude (SMDs are scale-free), so no unit overflows;
         ``top1_share`` (B,): share of the total weight held by the top ceil(1%) of units.
     """
     B, N, d = x.shape
@@ -103,17 +108,22 @@ def balance_diagnostics(
     treated = ((t > 0.5) & unit_mask).to(dtype)
     control = ((t <= 0.5) & unit_mask).to(dtype)
     w = torch.where(unit_mask, weights, torch.zeros_like(weights))
+    x = torch.where(unit_mask.unsqueeze(-1), x, torch.zeros_like(x))
+    mag = x.abs().amax(1, keepdim=True)
+    x = x / torch.where(mag > 0, mag, torch.ones_like(mag))
 
-    def moments(p):  # p: (B, N) weights summing to 1 over an arm
+    def moments(p):  # p: (B, N) weights summing to 1 over the units they cover
         mean = torch.einsum("bn,bnd->bd", p, x)
         var = torch.einsum("bn,bnd->bd", p, (x - mean.unsqueeze(1)).square())
         return mean, var
 
     u_t = treated / treated.sum(-1, keepdim=True).clamp_min(1)
     u_c = control / control.sum(-1, keepdim=True).clamp_min(1)
-    (m_t, v_t), (m_c, v_c) = moments(u_t), moments(u_c)
-    sd = torch.sqrt(0.5 * (v_t + v_c))
-    valid_f = feature_mask & (sd > 1e-12)
+    u_all = unit_mask.to(dtype) / unit_mask.sum(-1, keepdim=True).clamp_min(1).to(dtype)
+    m_t, m_c = moments(u_t)[0], moments(u_c)[0]
+    var = moments(u_all)[1]
+    sd = torch.sqrt(var)
+    valid_f = feature_mask & (var > CONSTANT_RTOL**2)
     safe_sd = torch.where(valid_f, sd, torch.ones_like(sd))
     smd_before = torch.where(valid_f, (m_t - m_c) / safe_sd, torch.zeros_like(sd))
     wm_t = torch.einsum("bn,bnd->bd", w * treated, x)
