@@ -2,6 +2,7 @@
 
 Graph, roles, mechanisms and noise are drawn (`draft`), the SCM is simulated in both worlds
 (`scm`, `linear`), the population ATE found (`ate`) and quality-checked (`qc`) by `sampler`.
+`coverage` describes any dataset (user data or a task) and places it within a prior's tasks.
 This room imports nothing else of causalgen: `store` and `hub` build on it, never the reverse.
 """
 
