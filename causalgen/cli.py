@@ -1,4 +1,4 @@
-"""The `causalgen` command line: generate, inspect, verify and sample.
+"""The `causalgen` command line: generate, inspect, verify, sample, publish and coverage.
 
 Exit codes: 0 success; 1 verification or generation failure, or a failure
 outside the program (a full disk, no network, a worker process killed); 2 usage,
@@ -98,7 +98,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=_seed, default=0, help="corpus seed (default 0)")
 
     _add_publish_parser(sub)
+    _add_coverage_parser(sub)
     return p
+
+
+def _add_coverage_parser(sub) -> None:
+    c = sub.add_parser(
+        "coverage",
+        help="where a dataset sits within a prior: its descriptors against the prior's tasks",
+        description="Describe DATA.csv (size, column types, treated share, estimated propensity range and overlap, "
+        "cross-fitted outcome R^2) and place each descriptor within the same descriptors of K tasks of a prior; "
+        "descriptors below the prior's 1st or above its 99th percentile are flagged outside. Exit 0 either way.",
+    )
+    c.add_argument("data", metavar="DATA.csv", help="comma-separated file with a header row, numeric cells (.gz allowed)")
+    c.add_argument("--treatment", required=True, metavar="COL", help="the binary 0/1 treatment column")
+    c.add_argument("--outcome", required=True, metavar="COL", help="the outcome column")
+    c.add_argument("--covariates", nargs="+", metavar="COL", help="covariate columns (default: every other column)")
+    g = c.add_mutually_exclusive_group()
+    g.add_argument("--preset", metavar="NAME", help="the prior: a built-in config (default: default)")
+    g.add_argument("--config", metavar="FILE", help="the prior: a YAML/JSON config file")
+    c.add_argument("--tasks", type=_positive("tasks"), default=500, metavar="K", help="prior tasks to describe (default 500)")
+    c.add_argument("--seed", type=_seed, default=0, help="prior seed: the tasks of a corpus generated with this seed (default 0)")
+    c.add_argument("--figure", metavar="OUT.png", help="also draw one panel per descriptor into this image file")
+    c.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
 def _add_publish_parser(sub) -> None:
@@ -349,7 +371,136 @@ def _print_dry_run(args, plan) -> None:
               f"of {len(plan.files())} files, deleting remote files under {', '.join(DELETE_PATTERNS)} not in this upload; token {token}")
 
 
-COMMANDS = {"generate": cmd_generate, "inspect": cmd_inspect, "verify": cmd_verify, "sample": cmd_sample, "publish": cmd_publish}
+def read_csv_columns(path: str, treatment: str, outcome: str, covariates: Sequence[str] | None = None):
+    """(x (N, d) float64, t (N,) int8, y (N,) float64, covariate names) from a CSV file.
+
+    The file: comma-separated, a header row of unique names, then one numeric cell per column
+    in every row (blank lines skipped); gzip-compressed when it starts with the gzip magic bytes
+    (``.gz`` or not); UTF-8 with or without a byte-order mark. covariates: column names, default
+    every column but the treatment and the outcome. The treatment must be 0/1. Every problem
+    raises `UsageError` naming the file, and the column and row (data rows count from 1, the
+    header being line 1) where there is one.
+    """
+    import csv
+    import gzip
+    import os
+
+    import numpy as np
+
+    if not os.path.isfile(path):
+        raise UsageError(f"{path}: no such file")
+    with open(path, "rb") as f:
+        packed = f.read(2) == b"\x1f\x8b"
+    try:
+        with (gzip.open(path, "rt", encoding="utf-8-sig", newline="") if packed
+              else open(path, encoding="utf-8-sig", newline="")) as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            rows, lines = [], []
+            for row in reader:
+                if row and any(cell.strip() for cell in row):
+                    rows.append(row)
+                    lines.append(reader.line_num)
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except (OSError, EOFError) as exc:  # a corrupt or truncated gzip stream
+        raise UsageError(f"{path}: cannot be read: {_one_line(exc)}") from None
+    except csv.Error as exc:
+        raise UsageError(f"{path}: malformed CSV: {_one_line(exc)}") from None
+    if header is None:
+        raise UsageError(f"{path}: the file is empty")
+    header = [h.strip() for h in header]
+    if "" in header:
+        raise UsageError(f"{path}: header column {header.index('') + 1} has no name")
+    dup = sorted({h for h in header if header.count(h) > 1})
+    if dup:
+        raise UsageError(f"{path}: duplicate column names {dup}")
+    for role, col in (("treatment", treatment), ("outcome", outcome)):
+        if col not in header:
+            raise UsageError(f"{path}: {role} column {col!r} not found (columns: {', '.join(header)})")
+    if treatment == outcome:
+        raise UsageError(f"{path}: the treatment and the outcome are the same column {treatment!r}")
+    if covariates:
+        covariates = list(covariates)
+        for col in covariates:
+            if col not in header:
+                raise UsageError(f"{path}: covariate column {col!r} not found (columns: {', '.join(header)})")
+            if col in (treatment, outcome):
+                raise UsageError(f"{path}: column {col!r} cannot be both a covariate and the treatment/outcome")
+        if len(set(covariates)) != len(covariates):
+            raise UsageError(f"{path}: covariate column {next(c for c in covariates if covariates.count(c) > 1)!r} given twice")
+    else:
+        covariates = [h for h in header if h not in (treatment, outcome)]
+    if not covariates:
+        raise UsageError(f"{path}: no covariate columns besides {treatment!r} and {outcome!r}")
+    if not rows:
+        raise UsageError(f"{path}: no data rows after the header")
+    for k, row in enumerate(rows):
+        if len(row) != len(header):
+            raise UsageError(f"{path}: row {k + 1} (line {lines[k]}) has {len(row)} fields, the header has {len(header)}")
+    index = {h: i for i, h in enumerate(header)}
+    wanted = [treatment, outcome, *covariates]
+    data = np.empty((len(rows), len(wanted)), dtype=np.float64)
+    for c, col in enumerate(wanted):
+        cells = [row[index[col]].strip() for row in rows]
+        try:
+            # numpy parses a whole column at once; only a failure goes cell by cell to name the culprit
+            data[:, c] = np.array(cells, dtype=np.float64) if all(cells) else np.nan
+            ok = bool(np.all(np.isfinite(data[:, c])))
+        except ValueError:
+            ok = False
+        if not ok:
+            for k, cell in enumerate(cells):
+                try:
+                    good = np.isfinite(float(cell))
+                except ValueError:
+                    good = False
+                if not good:
+                    what = "is empty" if not cell else f"{cell!r} is not a finite number"
+                    raise UsageError(f"{path}: column {col!r}, row {k + 1} (line {lines[k]}): {what}")
+    t = data[:, 0]
+    bad = np.flatnonzero((t != 0.0) & (t != 1.0))
+    if bad.size:
+        k = int(bad[0])
+        raise UsageError(f"{path}: treatment column {treatment!r}, row {k + 1} (line {lines[k]}): "
+                         f"{rows[k][index[treatment]].strip()!r} is not 0 or 1")
+    return data[:, 2:].copy(), t.astype(np.int8), data[:, 1].copy(), covariates
+
+
+def cmd_coverage(args) -> int:
+    import os
+
+    from .prior.coverage import coverage_figure, coverage_report, describe, format_report, outside_descriptors, prior_descriptors
+    from .prior.presets import load_config
+
+    if args.figure:
+        folder = os.path.dirname(os.path.abspath(args.figure))
+        if not os.path.isdir(folder):
+            raise UsageError(f"--figure {args.figure}: folder {folder} does not exist")
+    x, t, y, names = read_csv_columns(args.data, args.treatment, args.outcome, args.covariates)
+    try:
+        user = describe(x, t, y)
+    except ValueError as exc:  # too few units, an arm of fewer than 2
+        raise UsageError(f"{args.data}: {exc}") from None
+    config = _load_config(args) if (args.preset is not None or args.config is not None) else load_config("default")
+    prior = prior_descriptors(config, n_tasks=args.tasks, seed=args.seed)
+    report = coverage_report(user, prior)
+    if args.figure:
+        coverage_figure(user, prior, args.figure, title=f"{args.data} within {args.tasks} tasks of '{config.name}'")
+    if args.json:
+        print(json.dumps({"data": args.data, "covariates": names, "prior": config.name, "tasks": args.tasks,
+                          "seed": args.seed, "descriptors": user, "report": report,
+                          "outside": outside_descriptors(report), "figure": args.figure}, indent=2))
+        return EXIT_OK
+    print(format_report(report, title=f"{args.data}: {len(t)} units, {len(names)} covariates, against {args.tasks} "
+                                      f"tasks of '{config.name}' (seed {args.seed})"))
+    if args.figure:
+        print(f"figure written to {args.figure}")
+    return EXIT_OK
+
+
+COMMANDS = {"generate": cmd_generate, "inspect": cmd_inspect, "verify": cmd_verify, "sample": cmd_sample, "publish": cmd_publish,
+            "coverage": cmd_coverage}
 
 
 #: errno values that mean the path given is unusable (bad input, exit 2); any other OSError is a

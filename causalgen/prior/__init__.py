@@ -2,7 +2,9 @@
 
 Graph, roles, mechanisms and noise are drawn (`draft`), the SCM is simulated in both worlds
 (`scm`, `linear`), the population ATE found (`ate`) and quality-checked (`qc`) by `sampler`.
-`tables` reads real covariate tables (and a bundled default pool) for the semi-synthetic mode.
+`measure` types and distorts covariates, `tables` reads real covariate tables (and a bundled
+default pool) for the semi-synthetic mode, `audit` re-checks the ground truth, and `coverage`
+describes any dataset (user data or a task) and places it within a prior's tasks.
 This room imports nothing else of causalgen: `store` and `hub` build on it, never the reverse.
 """
 
