@@ -42,6 +42,7 @@ from .core import (
     standardize_covariates,
     values_from_alpha,
     weighted_effect,
+    ZeroShotEstimator,
 )
 from .data import ShardReadError, TaskLoader, TaskStream, select_tasks
 
@@ -74,4 +75,5 @@ __all__ = [
     "solve_target_balance",
     "values_from_alpha",
     "weighted_effect",
+    "ZeroShotEstimator",
 ]

@@ -211,15 +211,29 @@ def _estimate(args) -> int:
             f"{name}: {x.shape[1]} covariates but the model takes at most {model.config.max_features}; "
             "select columns with --covariates"
         )
+    if args.cate and model.outcome is None:
+        raise InputError(f"--cate: the model {model_path} has no outcome head (outcome_model=False), so no CATE")
+    if args.cate:
+        _check_output(args.cate, "--cate")
+    if not 0 < args.level < 1:
+        raise InputError(f"--level: expected a number in (0, 1), got {args.level}")
     try:
-        est = model.estimate(x, t, y, estimand=args.estimand, feature_names=names)
+        est = model.estimate(x, t, y, estimand=args.estimand, feature_names=names,
+                             augment=False if args.no_augment else None)
     except ValueError as exc:  # the data, e.g. every covariate constant: name the file
         raise InputError(f"{name}: {exc}") from None
     diag = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in est.diagnostics.items()}
     warnings = notes + diag.pop("warnings", [])
+    se = float(est.se)
+    ci = list(est.ci(args.level)) if np.isfinite(se) else None
     result = {
         "estimand": args.estimand,
         "estimate": float(est.ate),
+        "se": se if np.isfinite(se) else None,
+        "ci": ci,
+        "level": args.level,
+        "augmented": bool(model.outcome is not None and not args.no_augment),
+        "estimate_weighting": float(est.ate_weighting),
         "n_units": int(len(t)),
         "n_treated": int(t.sum()),
         "covariates": names,
@@ -227,11 +241,19 @@ def _estimate(args) -> int:
         "warnings": warnings,
         "diagnostics": diag,
     }
+    if args.cate:
+        _write_cate(args.cate, est)
+        result["cate_file"] = args.cate
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(f"{args.estimand.upper()} estimate: {result['estimate']:.6g}  ({result['n_units']} units, {result['n_treated']} treated)")
-    print(f"model: {model_path}")
+    interval = (f", {100 * args.level:g}% CI [{ci[0]:.6g}, {ci[1]:.6g}], se {se:.4g}" if ci is not None
+                else " (no interval: this model has no outcome head)")
+    print(f"{args.estimand.upper()} estimate: {result['estimate']:.6g}{interval}  "
+          f"({result['n_units']} units, {result['n_treated']} treated)")
+    print(f"model: {model_path}" + ("" if not result["augmented"] else " (doubly robust: outcome model + balancing weights)"))
+    if args.cate:
+        print(f"CATE of every unit written to {args.cate}")
     labels = {"ess_treated": "effective sample size, treated", "ess_control": "effective sample size, control",
               "top1_share": "share of weight on the top 1% of units"}
     for key, label in labels.items():
@@ -245,6 +267,33 @@ def _estimate(args) -> int:
     for w in warnings:
         print(f"warning: {w}")
     return 0
+
+
+def _check_output(path: str, flag: str) -> None:
+    """An output file we may write: its folder exists and is writable, and it is not a folder."""
+    import os
+
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{flag} {path}: is a directory")
+    folder = p.parent if str(p.parent) else Path(".")
+    if not folder.is_dir():
+        raise InputError(f"{flag} {path}: no such directory {folder}")
+    if not os.access(folder, os.W_OK):
+        raise InputError(f"{flag} {path}: cannot write in {folder}")
+
+
+def _write_cate(path: str, est) -> None:
+    """unit, mu0, mu1, cate per row (row order of the input), written whole then renamed, so a
+    partial file never looks complete."""
+    import os
+
+    tmp = f"{path}.partial"
+    with open(tmp, "w") as f:
+        f.write("unit,mu0,mu1,cate\n")
+        for i, (a, b) in enumerate(zip(est.mu0, est.mu1)):
+            f.write(f"{i},{a:.9g},{b:.9g},{b - a:.9g}\n")
+    os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------ evaluate
@@ -304,6 +353,11 @@ def build_parser() -> argparse.ArgumentParser:
                     ".safetensors (default: the shipped default model)")
     es.add_argument("--estimand", choices=["ate", "att"], default="ate")
     es.add_argument("--json", action="store_true", help="print the result as JSON")
+    es.add_argument("--cate", metavar="OUT.csv", help="write each unit's mu0, mu1 and CATE to this CSV file "
+                    "(models with an outcome head)")
+    es.add_argument("--level", type=float, default=0.95, help="confidence level of the interval (default 0.95)")
+    es.add_argument("--no-augment", action="store_true", help="the weights-only estimate (the paper's), not the "
+                    "doubly robust one")
     es.set_defaults(func=_estimate)
 
     from .eval.evaluate import ALL_ESTIMATORS, SUITE_CHOICES

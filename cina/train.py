@@ -298,7 +298,7 @@ def evaluate(model: CInA, stream: TaskStream, stream_start: dict, max_tasks: int
 
 
 #: what the loop checks, in this order, for NaN/inf
-CHECKED = ("loss", "loss_balance", "loss_supervised", "grad_norm")
+CHECKED = ("loss", "loss_balance", "loss_supervised", "loss_outcome", "grad_norm")
 CHECKED_VAL = ("val_loss", "val_ate_mae_std", "val_ate_mae")
 
 
@@ -328,7 +328,7 @@ def _nonfinite_validation(step: int, row: dict[str, Any], bad_tasks: list[int]) 
 
 # tasks_per_s and step_ms cover the training steps since the previous row (evaluation and
 # checkpoint time excluded); gpu_mem_gb is the peak allocated CUDA memory so far (empty on CPU).
-METRIC_FIELDS = ["step", "epoch", "lr", "loss", "loss_balance", "loss_supervised", "grad_norm", "tasks_per_s",
+METRIC_FIELDS = ["step", "epoch", "lr", "loss", "loss_balance", "loss_supervised", "loss_outcome", "grad_norm", "tasks_per_s",
                  "step_ms", "gpu_mem_gb", "val_loss", "val_ate_mae_std", "val_ate_mae", "val_tasks"]
 
 
@@ -386,10 +386,12 @@ def train(corpus, out_dir: str | os.PathLike, cfg: TrainConfig | None = None, *,
     model = CInA(CInAConfig.from_dict(cfg.model)).to(device)
     torch.manual_seed(cfg.seed * 1000 + 1 + dist_info.rank)
 
+    # the outcome head learns from both potential outcomes of every unit, which a corpus has
+    extras = ("y0", "y1") if model.config.outcome_weight > 0 else ()
     stream = TaskStream(
         corpus, cfg.batch_size, cfg.seed, split="train", bucket_by_size=cfg.bucket_by_size,
         subsample_units=cfg.subsample_units, max_units_per_batch=cfg.max_units_per_batch,
-        block_shards=cfg.block_shards, extras=(), drop_last=True,
+        block_shards=cfg.block_shards, extras=extras, drop_last=True,
     )
     if stream.num_tasks == 0:
         raise ValueError(f"corpus {corpus.root} has no tasks in its train split")
@@ -400,7 +402,7 @@ def train(corpus, out_dir: str | os.PathLike, cfg: TrainConfig | None = None, *,
                         persistent_workers=cfg.num_workers > 0)
     val_stream = TaskStream(
         corpus, cfg.batch_size, cfg.seed, split="validation", shuffle=False, drop_last=False,
-        subsample_units=cfg.subsample_units, rank=0, world_size=1,
+        subsample_units=cfg.subsample_units, rank=0, world_size=1, extras=extras,
     )
     val_start = val_stream.state_dict()
 
@@ -478,7 +480,8 @@ def train(corpus, out_dir: str | os.PathLike, cfg: TrainConfig | None = None, *,
                 # Before the update: a NaN/inf loss or gradient must not reach the weights. One
                 # device sync per step (and a 1-element all-reduce under DDP).
                 checked = {"loss": loss.detach(), "loss_balance": out["loss_balance"].detach(),
-                           "loss_supervised": out["loss_supervised"].detach(), "grad_norm": grad_norm}
+                           "loss_supervised": out["loss_supervised"].detach(),
+                           "loss_outcome": out["loss_outcome"].detach(), "grad_norm": grad_norm}
                 finite = bool(torch.stack([torch.isfinite(v.float()).all() for v in checked.values()]).all())
                 if dist_info.world_size > 1 or not finite:
                     stop_if(None if finite else _nonfinite_step(step + 1, checked))
@@ -497,6 +500,7 @@ def train(corpus, out_dir: str | os.PathLike, cfg: TrainConfig | None = None, *,
                         "step": step, "epoch": epoch, "lr": opt.param_groups[0]["lr"], "loss": loss_value,
                         "loss_balance": float(out["loss_balance"].detach()),
                         "loss_supervised": float(out["loss_supervised"].detach()),
+                        "loss_outcome": float(out["loss_outcome"].detach()),
                         "grad_norm": float(grad_norm), "tasks_per_s": tasks_since * dist_info.world_size / elapsed,
                         "step_ms": 1000 * elapsed / steps_since,
                         "gpu_mem_gb": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else "",

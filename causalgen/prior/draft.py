@@ -17,7 +17,6 @@ A task's draws depend only on its own uniforms, so batching changes nothing.
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass, fields
 from functools import lru_cache
 
@@ -26,6 +25,7 @@ import numpy as np
 from .config import MECHANISMS, NOISE_FAMILIES, OUTCOME_TYPES, TaskConfig
 from .graph import GRAPH_SAMPLERS, erdos_renyi_batch, from_edges
 from .measure import UNIFORMS_PER_NODE, draw_measurement
+from .mixture import Mixture
 from .mechanisms import block_size, params_from_uniforms
 from .noise import noise_from_uniforms, uniform_bits, uniforms_from_bits
 from .roles import BatchRoles, assign_roles_batch
@@ -36,26 +36,6 @@ F32 = np.float32
 #: units are padded to a multiple of this (SIMD-friendly, and it fixes the
 #: length of every reduction over units, which keeps results batch-invariant)
 UNIT_BLOCK = 64
-
-
-class Mixture:
-    """A {name: weight} mixture over `universe`, sampled by inverse CDF."""
-
-    def __init__(self, mixture: dict[str, float], universe: tuple[str, ...]):
-        self.names = [k for k, w in mixture.items() if w > 0]
-        weights = np.array([mixture[k] for k in self.names], dtype=np.float64)
-        self.cdf = np.cumsum(weights) / weights.sum()
-        self._cdf_list = self.cdf.tolist()
-        self.codes = np.array([universe.index(k) for k in self.names], dtype=np.int8)
-
-    def pick(self, u: float) -> str:
-        """One choice from a scalar uniform."""
-        return self.names[min(bisect.bisect_right(self._cdf_list, u), len(self.names) - 1)]
-
-    def codes_for(self, u: np.ndarray) -> np.ndarray:
-        """Codes (indices into `universe`) for an array of uniforms."""
-        idx = np.minimum(np.searchsorted(self.cdf, u, side="right"), len(self.names) - 1)
-        return self.codes[idx]
 
 
 def _uniform_in(rng_range, u):

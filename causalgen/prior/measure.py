@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import COVARIATE_TYPES, DISTORTIONS, MAX_LEVELS, CovariateConfig
+from .mixture import Mixture
 
 F32 = np.float32
 CONTINUOUS, BINARY, ORDINAL, CATEGORICAL, COUNT, SEMICONTINUOUS, BOUNDED, SKEWED = range(len(COVARIATE_TYPES))
@@ -94,8 +95,6 @@ def draw_measurement(cfg: CovariateConfig, u: np.ndarray, measured: np.ndarray, 
     u: (B, J, UNIFORMS_PER_NODE) float64; measured: (B, J) bool nodes that may be typed (every
     simulated node but T and Y); pre_treatment: (B, J) bool nodes that may be weak covariates.
     """
-    from .draft import Mixture  # the mixture sampler lives with the other per-node choices
-
     B, J, _ = u.shape
     obs_type = np.where(measured, Mixture(cfg.types, COVARIATE_TYPES).codes_for(u[..., 0]), CONTINUOUS).astype(np.int8)
     binary_share = _range(cfg.binary_share, u[..., 1])

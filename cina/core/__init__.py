@@ -18,6 +18,9 @@ from .model import CInA
 from .single import DEFAULT_LAM, SingleDatasetCInA, fit_single, solve_balancing_svm
 from .target_balancing import solve_target_balance
 from .weights import ESTIMANDS, balance_diagnostics, project_weights, weighted_effect
+from .zero_shot import ZeroShotEstimator
+from .augment import augmented_effect
+from .outcome import OutcomeHead
 
 __all__ = [
     "BalancingAttention", "CInA", "CInAConfig", "DEFAULT_LAM", "ESTIMANDS", "Estimate", "ModelFileError", "ModelNotFoundError",
@@ -26,5 +29,5 @@ __all__ = [
     "log_normalizer", "normalize_keys", "optimal_intercept", "project_weights", "read_out_alpha",
     "resolve_model", "shipped_model_path", "solve_balancing_svm", "solve_target_balance", "standardize_covariates",
     "values_from_alpha",
-    "weighted_effect",
+    "weighted_effect", "ZeroShotEstimator", "augmented_effect", "OutcomeHead",
 ]

@@ -76,6 +76,16 @@ class CInAConfig:
     max_block_elements: size of one (B, block, N) temporary of the balancing layer.
     balance_weight: weight of the balancing objective in the training loss (default 1; the
         shipped model is trained with 0, i.e. by the supervised ZS-S loss alone).
+    outcome_model: add the in-context outcome head (`cina.core.outcome`): cross-fitted mu0(x),
+        mu1(x) for every unit, CATE, and the doubly robust estimate (`cina.core.augment`).
+    outcome_features: learned features of the outcome head's ridge regression.
+    augment: with an outcome model, report the augmented (doubly robust) estimate by default
+        (``estimate(..., augment=False)`` gives the weights-only one either way).
+    outcome_weight: weight of the outcome head's loss, the mean squared error of mu0, mu1
+        against the corpus' potential outcomes y0, y1 (over sd(y)^2).
+    relevance_keys: weight each covariate of the balancing kernel by how much the outcome head's
+        regression uses it (per dataset), so that covariates the outcome ignores stop soaking up
+        balance (needs outcome_model).
     """
 
     max_features: int = 64
@@ -105,6 +115,11 @@ class CInAConfig:
     shuffle_features: bool = True
     max_block_elements: int = 2**24
     balance_weight: float = 1.0
+    outcome_model: bool = False
+    outcome_features: int = 32
+    augment: bool = True
+    outcome_weight: float = 0.0
+    relevance_keys: bool = False
 
     def __post_init__(self) -> None:
         if self.balancing not in BALANCINGS:
@@ -162,8 +177,16 @@ class CInAConfig:
             raise ValueError(f"distill_weight must be >= 0, got {self.distill_weight!r}")
         if not (self.balance_weight >= 0):
             raise ValueError(f"balance_weight must be >= 0, got {self.balance_weight!r}")
-        if self.balance_weight == 0 and self.supervised_weight == 0 and self.distill_weight == 0:
-            raise ValueError("balance_weight, supervised_weight and distill_weight are all 0: nothing to train")
+        if self.balance_weight == 0 and self.supervised_weight == 0 and self.distill_weight == 0 and self.outcome_weight == 0:
+            raise ValueError("balance_weight, supervised_weight, distill_weight and outcome_weight are all 0: nothing to train")
+        if not (self.outcome_weight >= 0):
+            raise ValueError(f"outcome_weight must be >= 0, got {self.outcome_weight!r}")
+        if self.outcome_weight > 0 and not self.outcome_model:
+            raise ValueError("outcome_weight > 0 needs outcome_model=True")
+        if self.relevance_keys and not self.outcome_model:
+            raise ValueError("relevance_keys=True needs outcome_model=True")
+        if not isinstance(self.outcome_features, int) or self.outcome_features < 1:
+            raise ValueError(f"outcome_features must be a positive integer, got {self.outcome_features!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

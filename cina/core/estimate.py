@@ -18,7 +18,7 @@ __all__ = ["Estimate", "estimate_datasets"]
 
 @dataclass
 class Estimate:
-    """A treatment-effect estimate from balancing weights.
+    """A treatment-effect estimate from balancing weights (and, with an outcome model, augmented).
 
     Attributes:
         ate: the estimate (of the ATE, or of the ATT when ``estimand == "att"``); NaN without y.
@@ -26,12 +26,33 @@ class Estimate:
         diagnostics: effective sample sizes, SMDs before/after weighting, top-1% weight share,
             ``warnings`` (list of one-line strings, `cina.core.checks`), ...
         estimand: "ate" or "att".
+        se: standard error of `ate` from the influence function (`cina.core.augment`; NaN for
+            models without an outcome head, or without y).
+        cate: (N,) conditional effects mu1(x_i) - mu0(x_i) of the dataset's units (None without
+            an outcome head); mu0, mu1: (N,) the cross-fitted outcome means behind them.
+        cate_new: (M,) conditional effects of new units given as ``x_new`` (None otherwise).
+        ate_weighting: the weights-only estimate (equal to `ate` when not augmented).
     """
 
     ate: float
     weights: np.ndarray
     diagnostics: dict[str, Any] = field(default_factory=dict)
     estimand: str = "ate"
+    se: float = float("nan")
+    cate: np.ndarray | None = None
+    mu0: np.ndarray | None = None
+    mu1: np.ndarray | None = None
+    cate_new: np.ndarray | None = None
+    ate_weighting: float = float("nan")
+
+    def ci(self, level: float = 0.95) -> tuple[float, float]:
+        """The normal-approximation confidence interval ate +- z se at `level` (NaN without se)."""
+        if not 0 < level < 1:
+            raise ValueError(f"level must be in (0, 1), got {level!r}")
+        from statistics import NormalDist
+
+        z = NormalDist().inv_cdf(0.5 + level / 2)
+        return (self.ate - z * self.se, self.ate + z * self.se)
 
 
 @torch.no_grad()
@@ -46,6 +67,8 @@ def estimate_datasets(
     batch_size: int | None = None,
     compute_loss: bool = True,
     feature_names=None,
+    augment: bool | None = None,
+    x_new=None,
 ) -> Estimate | list[Estimate]:
     """Zero-shot effect estimates of ``model`` (a `CInA`) in one forward pass per ``batch_size`` datasets.
 
@@ -60,6 +83,10 @@ def estimate_datasets(
             time, O(N) memory passes; the gap bounds how far the weights are from optimal).
         feature_names: d names of the columns of x (a list of such lists for many datasets),
             used by the warnings; default ``column j``.
+        augment: with an outcome head, the augmented (doubly robust) estimate (None: the
+            config's default, True); False gives the weights-only estimate of the paper.
+        x_new: (M, d) new units (a list for many datasets) whose CATE to predict from the dataset
+            as context (outcome head and y needed): `Estimate.cate_new`.
 
     Returns:
         `Estimate` (or a list of them): ``ate`` (NaN without y), per-arm normalised
@@ -102,6 +129,25 @@ def estimate_datasets(
             raise ValueError(f"dataset {i}: {e}" if not single else str(e)) from None
         if int(keep[-1].sum()) > c.max_features:
             raise ValueError(f"dataset {i} has {int(keep[-1].sum())} features; the model accepts at most {c.max_features}")
+    news: list = [None] * len(xs)
+    if x_new is not None:
+        news = [x_new] if single else list(x_new)
+        if len(news) != len(xs):
+            raise ValueError(f"x_new must list the new units of {len(xs)} datasets, got {len(news)}")
+        if model.outcome is None:
+            raise ValueError("x_new: CATE for new units needs a model with an outcome head (outcome_model=True)")
+        for i, xn in enumerate(news):
+            if xn is None:
+                continue
+            xn = np.asarray(xn, dtype=np.float64)
+            xn = xn[:, None] if xn.ndim == 1 else xn
+            if xn.ndim != 2 or xn.shape[1] != checked[i][0].shape[1]:
+                raise ValueError(f"x_new{'' if single else f'[{i}]'}: expected (M, {checked[i][0].shape[1]}) like x, got shape {xn.shape}")
+            if not np.isfinite(xn).all():
+                raise ValueError(f"x_new{'' if single else f'[{i}]'}: contains NaN or inf")
+            if ys[i] is None:
+                raise ValueError("x_new: predicting new units needs the dataset's outcomes y")
+            news[i] = xn
     was_training = model.training
     model.eval()
     results: list[Estimate] = []
@@ -120,12 +166,26 @@ def estimate_datasets(
             # vanish nor overflow) and then read in float32; t and y in float32
             ys64 = [yi if yi is not None else np.zeros(len(b)) for _, b, yi in chunk]
             x64 = collate_datasets([a for a, _, _ in chunk], [b for _, b, _ in chunk], ys64, dtype=torch.float64)
-            xin = collate_datasets([a[:, k] for (a, _, _), k in zip(chunk, keep[s : s + step])],
-                                   [b for _, b, _ in chunk], ys64, dtype=torch.float64)
+            new = news[s : s + step]
+            # new units ride along as extra rows marked query_mask (t = y = 0, read by nothing)
+            xin = collate_datasets(
+                [a[:, k] if xn is None else np.concatenate([a, xn])[:, k]
+                 for (a, _, _), k, xn in zip(chunk, keep[s : s + step], new)],
+                [b if xn is None else np.concatenate([b, np.zeros(len(xn))]) for (_, b, _), xn in zip(chunk, new)],
+                [yv if xn is None else np.concatenate([yv, np.zeros(len(xn))]) for yv, xn in zip(ys64, new)],
+                dtype=torch.float64)
+            if any(xn is not None for xn in new):
+                q = torch.zeros_like(xin["unit_mask"])
+                for i, ((a, _, _), xn) in enumerate(zip(chunk, new)):
+                    if xn is not None:
+                        q[i, len(a) : len(a) + len(xn)] = True
+                xin["query_mask"] = q
             batch = {k: (v.float() if v.is_floating_point() and k != "x" else v).to(model.device) for k, v in xin.items()}
             # check_dataset has validated every dataset of the batch
-            out = model(batch, estimand=estimand, lam=lam, compute_loss=compute_loss, validate=False)
-            diag = balance_diagnostics(x64["x"], x64["t"], out["weights"].double().cpu(), x64["unit_mask"], x64["feature_mask"])
+            out = model(batch, estimand=estimand, lam=lam, compute_loss=compute_loss, validate=False, augment=augment)
+            n0 = x64["unit_mask"].shape[1]
+            diag = balance_diagnostics(x64["x"], x64["t"], out["weights"][:, :n0].double().cpu(), x64["unit_mask"],
+                                       x64["feature_mask"])
             for i, (xi, ti, _) in enumerate(chunk):
                 n, d = xi.shape
                 w = out["weights"][i, :n].double().cpu().numpy()
@@ -149,14 +209,34 @@ def estimate_datasets(
                 elif compute_loss:
                     dg["balancing_loss"] = float(out["primal"][i])
                     dg["duality_gap"] = float(out["gap"][i])
+                extra: dict[str, Any] = {}
                 if has_y[i]:
                     # In float64 from the returned weights: the float32 sum loses digits at large N.
                     yi = chunk[i][2]
                     ate = float(w[ti == 1] @ yi[ti == 1] - w[ti == 0] @ yi[ti == 0])
+                    extra["ate_weighting"] = ate
+                    if "mu0" in out:
+                        mu0 = out["mu0"][i, :n].double().cpu().numpy()
+                        mu1 = out["mu1"][i, :n].double().cpu().numpy()
+                        extra.update(mu0=mu0, mu1=mu1, cate=mu1 - mu0, se=float(out["se"][i]))
+                        if new[i] is not None:
+                            m = len(new[i])
+                            extra["cate_new"] = (out["mu1"][i, n : n + m] - out["mu0"][i, n : n + m]).double().cpu().numpy()
+                        if model.config.augment if augment is None else augment:
+                            ate = _augmented(w, ti, yi, mu0, mu1, estimand)
                 else:
                     ate = float("nan")
-                results.append(Estimate(ate=ate, weights=w, diagnostics=dg, estimand=estimand))
+                results.append(Estimate(ate=ate, weights=w, diagnostics=dg, estimand=estimand, **extra))
     finally:
         model.train(was_training)
     return results[0] if single else results
 
+
+def _augmented(w: np.ndarray, t: np.ndarray, y: np.ndarray, mu0: np.ndarray, mu1: np.ndarray, estimand: str) -> float:
+    """The augmented estimate in float64 from the returned weights and predictions (the same
+    formula as `cina.core.augment.augmented_effect`, without float32 sums)."""
+    tr, co = t == 1, t == 0
+    res0 = w[co] @ (y[co] - mu0[co])
+    if estimand == "att":
+        return float(np.mean(y[tr] - mu0[tr]) - res0)
+    return float(np.mean(mu1 - mu0) + w[tr] @ (y[tr] - mu1[tr]) - res0)

@@ -77,11 +77,14 @@ def normalize_keys(keys: torch.Tensor, mask: torch.Tensor, eps: float = 1e-6) ->
 CONSTANT_RTOL = 1e-7
 
 
-def standardize_covariates(x: torch.Tensor, unit_mask: torch.Tensor, feature_mask: torch.Tensor) -> torch.Tensor:
+def standardize_covariates(x: torch.Tensor, unit_mask: torch.Tensor, feature_mask: torch.Tensor,
+                           stats_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Per-dataset standardised covariates, the input of the network and of the covariate kernel.
 
     Args:
         x: (B, N, D) raw covariates; unit_mask: (B, N) real units; feature_mask: (B, D) real columns.
+        stats_mask: (B, N) the units whose mean and sd define the standardisation (default:
+            unit_mask); new units to be predicted are standardised like the dataset they join.
 
     Returns:
         (B, N, D) in x's floating dtype (float32 for integer x): each real column centred and
@@ -98,9 +101,10 @@ def standardize_covariates(x: torch.Tensor, unit_mask: torch.Tensor, feature_mas
     out_dtype = x.dtype if x.is_floating_point() else torch.float32
     valid = unit_mask.unsqueeze(-1) & feature_mask.unsqueeze(1)
     x = torch.where(valid, x.to(torch.float64), torch.zeros((), dtype=torch.float64, device=x.device))
-    m = unit_mask.unsqueeze(-1).to(x.dtype)
+    stats = unit_mask if stats_mask is None else stats_mask & unit_mask
+    m = stats.unsqueeze(-1).to(x.dtype)
     n = m.sum(1, keepdim=True).clamp_min(1.0)
-    mag = x.abs().amax(1, keepdim=True)  # (B, 1, D); padding is 0 and cannot raise it
+    mag = (x * m).abs().amax(1, keepdim=True)  # (B, 1, D); padding is 0 and cannot raise it
     x = x / torch.where(mag > 0, mag, torch.ones_like(mag))
     mean = (x * m).sum(1, keepdim=True) / n
     var = ((x - mean).square() * m).sum(1, keepdim=True) / n

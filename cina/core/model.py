@@ -140,12 +140,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .augment import augmented_effect
 from .balancing import BalancingAttention
 from .blocks import Block, InducedBlock
 from .checkpoint import SHIPPED_MODELS, ModelFileError, check_state_keys, read_model, save_model, weights_file
 from .config import CInAConfig
 from .estimate import Estimate, estimate_datasets
 from .kernel import auto_block_size, covariate_keys, standardize_covariates
+from .outcome import OutcomeHead
 from .target_balancing import solve_target_balance
 from .weights import ESTIMANDS, att_flags, project_weights, weighted_effect
 
@@ -177,6 +179,7 @@ class CInA(nn.Module):
         self.v_blocks = nn.ModuleList(block(c) for _ in range(c.n_value_layers))
         self.value_norm = nn.LayerNorm(c.d_model)
         self.balance = BalancingAttention(c.d_model, c.key_dim if c.kernel == "learned" else None)
+        self.outcome = OutcomeHead(c.d_model, c.outcome_features) if c.outcome_model else None
         self.apply(self._init_weights)
         # Start at uniform weights within each arm, i.e. the difference in means.
         nn.init.zeros_(self.balance.value_proj.weight)
@@ -234,7 +237,8 @@ class CInA(nn.Module):
             if not torch.isfinite(torch.where(unit_mask, y, torch.zeros_like(y))).all():
                 raise ValueError("batch['y'] has NaN/inf on real units")
 
-    def _prepare_x(self, x: torch.Tensor, unit_mask: torch.Tensor, feature_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _prepare_x(self, x: torch.Tensor, unit_mask: torch.Tensor, feature_mask: torch.Tensor,
+                   stats_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, N, d) raw covariates (any float dtype: float64 keeps covariates in extreme units
         exact) -> (B, N, w) float32 standardised, valid columns first, and the matching (B, w)
         feature mask. Standardisation runs in float64 (`standardize_covariates`); the network
@@ -261,7 +265,7 @@ class CInA(nn.Module):
         else:
             x = F.pad(x, (0, F_max - d))
             fmask = F.pad(fmask, (0, F_max - d), value=False)
-        return standardize_covariates(x, unit_mask, fmask).float(), fmask
+        return standardize_covariates(x, unit_mask, fmask, stats_mask).float(), fmask
 
     def _project_input(self, xs: torch.Tensor) -> torch.Tensor:
         """(B, N, w) -> (B, N, d_model): the input projection on the first w <= max_features
@@ -297,6 +301,7 @@ class CInA(nn.Module):
         lam: float | torch.Tensor | None = None,
         compute_loss: bool = True,
         validate: bool = True,
+        augment: bool | None = None,
     ) -> dict[str, torch.Tensor]:
         """Weights, estimates and losses for a padded batch of datasets.
 
@@ -309,6 +314,12 @@ class CInA(nn.Module):
             compute_loss: False skips the O(N^2)-time kernel passes (weights only).
             validate: False skips the batch checks, for callers that built the batch from datasets
                 they checked already (`estimate`).
+            augment: with an outcome head, report the augmented estimate as ``ate`` (None: the
+                config's ``augment``); the weights-only one is ``ate_weighting`` either way.
+
+        ``batch["query_mask"]`` (B, N) bool, optional, marks new units: they are standardised
+        like the dataset, get outcome predictions (CATE) from the whole dataset, and influence
+        nothing (no attention reads them, no weight goes to them).
 
         Returns:
             dict with ``weights`` (B, N) normalised per arm, ``keys`` (B, N, D) of the balancing
@@ -316,7 +327,10 @@ class CInA(nn.Module):
             weights in [0, 1]; with y: ``ate`` (B,) (the ATT for ATT
             datasets) and ``ate_original`` if ``y_scale`` is given; with ``compute_loss``:
             ``loss`` (scalar), ``loss_balance``, ``loss_supervised`` (scalars) and per-dataset
-            ``gap``, ``primal``, ``dual`` (B,).
+            ``gap``, ``primal``, ``dual`` (B,). With an outcome head and y: ``mu0``, ``mu1``
+            (B, N) cross-fitted potential-outcome means (new units: from the whole dataset),
+            ``se`` (B,) the influence-function standard error of ``ate``, ``ate_weighting``,
+            ``plug_in`` (B,), and ``loss_outcome``.
         """
         x, t = batch["x"], batch["t"]
         B, N, d = x.shape
@@ -327,26 +341,38 @@ class CInA(nn.Module):
         if feature_mask is None:
             feature_mask = torch.ones(B, d, dtype=torch.bool, device=x.device)
         y = batch.get("y")
+        query_mask = batch.get("query_mask")
+        context = unit_mask if query_mask is None else unit_mask & ~query_mask
         if validate and self.check_inputs and not torch.compiler.is_compiling():
-            self._validate(x, t, unit_mask, feature_mask, y)
+            self._validate(x, t, context, feature_mask, y)
         x_raw = x  # standardised from its own dtype (float64 from `estimate`): see _prepare_x
         x, t = x.float(), t.float()
-        t = torch.where(unit_mask, t, torch.zeros_like(t))
+        t = torch.where(context, t, torch.zeros_like(t))
         c = self.config
         att = self._estimand_flags(estimand, B, x.device)
         lam0 = self._lam(lam, B, x.device)
-        n_units = unit_mask.sum(-1).clamp_min(1).float()
+        n_units = context.sum(-1).clamp_min(1).float()
         lam_abs = lam0 / n_units if c.lam_scaling == "size" else lam0
 
-        attn_mask = unit_mask[:, None, None, :]
-        xs, fmask = self._prepare_x(x_raw, unit_mask, feature_mask)
+        attn_mask = context[:, None, None, :]  # keys: the dataset's own units, never new ones
+        xs, fmask = self._prepare_x(x_raw, unit_mask, feature_mask, None if query_mask is None else context)
         z = self._project_input(xs)
         for block in self.x_blocks:
             z = block(z, attn_mask)
+        fit = None
+        if self.outcome is not None and y is not None:
+            fit = self.outcome(z, xs, t, y.float(), context, unit_mask)
+        kernel_x = xs
+        if c.relevance_keys and fit is not None:
+            # weight each covariate by its coefficient in the outcome regression (both arms),
+            # normalised to a root mean square of 1 over the dataset's columns
+            g = fit["beta_x"].abs().sum(1) * fmask
+            rms = (g.square().sum(-1, keepdim=True) / fmask.sum(-1, keepdim=True).clamp_min(1)).sqrt()
+            kernel_x = xs * (g / rms.clamp_min(1e-12)).unsqueeze(1)
         if c.kernel == "learned":
-            keys = self.balance.keys(self.key_norm(z), unit_mask)
+            keys = self.balance.keys(self.key_norm(z), context)
         else:
-            keys = covariate_keys(xs, unit_mask, fmask)
+            keys = covariate_keys(kernel_x, context, fmask)
         if c.score_scale != 1.0:
             keys = keys * math.sqrt(c.score_scale)
         zv = z + self.t_embed(t.long()) + self.estimand_embed(att.long()).unsqueeze(1)
@@ -362,22 +388,28 @@ class CInA(nn.Module):
         if c.balancing == "target":
             # float32 whatever the autocast: the solver's kernel products need the precision
             with torch.autocast(device_type=x.device.type, enabled=False):
-                alpha0 = self.balance.direction(zv.float(), t, unit_mask, att)
-                sol = solve_target_balance(keys.float(), t, unit_mask, lam_abs, att, alpha0, c.refine_steps,
+                alpha0 = self.balance.direction(zv.float(), t, context, att)
+                sol = solve_target_balance(keys.float(), t, context, lam_abs, att, alpha0, c.refine_steps,
                                            c.max_block_elements, landmarks=c.landmarks)
-            weights = project_weights(sol["alpha"], t, unit_mask, att)
+            weights = project_weights(sol["alpha"], t, context, att)
             out.update(alpha=sol["alpha"], objective=sol["objective"], step_change=sol["step_change"])
             bal = {"loss": sol["objective"]}
         elif compute_loss:
             block_size = auto_block_size(B, N, c.max_block_elements)
-            bal = self.balance(keys, zv, t, unit_mask, lam_abs, att, block_size, c.objective, c.alpha_scale == "optimal")
+            bal = self.balance(keys, zv, t, context, lam_abs, att, block_size, c.objective, c.alpha_scale == "optimal")
             weights = bal["weights"]
             out.update(alpha=bal["alpha"], gap=bal["gap"], primal=bal["primal"], dual=bal["dual"])
         else:
-            weights = self.balance.weights(zv, t, unit_mask, att)
+            weights = self.balance.weights(zv, t, context, att)
         out["weights"] = weights
         if y is not None:
-            tau = weighted_effect(weights, t, y.float(), unit_mask)
+            tau = weighted_effect(weights, t, y.float(), context)
+            out["ate_weighting"] = tau
+            if fit is not None:
+                aug = augmented_effect(weights, t, y.float(), fit["mu0"], fit["mu1"], context, att)
+                out.update(mu0=fit["mu0"], mu1=fit["mu1"], se=aug["se"].float(), plug_in=aug["plug_in"].float())
+                if c.augment if augment is None else augment:
+                    tau = aug["tau"].float()
             out["ate"] = tau
             if "y_scale" in batch:
                 out["ate_original"] = tau * batch["y_scale"].float()
@@ -385,7 +417,10 @@ class CInA(nn.Module):
             loss_balance = bal["loss"].mean()
             loss_sup = torch.zeros((), device=x.device)
             if c.supervised_weight > 0 and y is not None:
-                loss_sup = self._supervised_loss(batch, tau, y.float(), unit_mask, att)
+                loss_sup = self._supervised_loss(batch, tau, y.float(), context, att)
+            loss_outcome = torch.zeros((), device=x.device)
+            if c.outcome_weight > 0 and fit is not None and "y0" in batch and "y1" in batch:
+                loss_outcome = self._outcome_loss(batch, fit, y.float(), context)
             loss_distill = torch.zeros((), device=x.device)
             if c.distill_weight > 0 and "alpha_star" in batch:
                 target = batch["alpha_star"].float()
@@ -394,10 +429,12 @@ class CInA(nn.Module):
                 tv = 0.5 * torch.where(unit_mask, (weights - target).abs(), torch.zeros_like(target)).sum(-1)
                 loss_distill = torch.where(has, tv, torch.zeros_like(tv)).sum() / has.sum().clamp_min(1)
             out.update(
-                loss=c.balance_weight * loss_balance + c.supervised_weight * loss_sup + c.distill_weight * loss_distill,
+                loss=c.balance_weight * loss_balance + c.supervised_weight * loss_sup + c.distill_weight * loss_distill
+                + c.outcome_weight * loss_outcome,
                 loss_balance=loss_balance,
                 loss_supervised=loss_sup,
                 loss_distill=loss_distill,
+                loss_outcome=loss_outcome,
             )
         return out
 
@@ -416,6 +453,16 @@ class CInA(nn.Module):
         err = torch.where(has, (tau - torch.where(has, target, tau)) / sd, torch.zeros_like(tau))
         return err.square().sum() / has.sum().clamp_min(1)
 
+    def _outcome_loss(self, batch, fit, y, unit_mask) -> torch.Tensor:
+        """Mean over datasets of the mean squared error of mu0, mu1 against the potential
+        outcomes y0, y1 of every unit, over sd(y)^2 (both worlds are known for synthetic data)."""
+        m = unit_mask.float()
+        n = m.sum(-1).clamp_min(1.0)
+        mean = (y * m).sum(-1) / n
+        var = (((y - mean.unsqueeze(1)).square() * m).sum(-1) / n).clamp_min(1e-12)
+        err = (fit["mu0"] - batch["y0"].float()).square() + (fit["mu1"] - batch["y1"].float()).square()
+        return ((0.5 * err * m).sum(-1) / n / var).mean()
+
     def loss(self, batch: dict[str, torch.Tensor], **kwargs: Any) -> torch.Tensor:
         """Scalar training loss (self-supervised duality gap, plus the ZS-S term if configured)."""
         return self(batch, **kwargs)["loss"]
@@ -426,13 +473,15 @@ class CInA(nn.Module):
     @torch.no_grad()
     def estimate(self, x, t, y=None, *, estimand: str = "ate", lam: float | None = None,
                  batch_size: int | None = None, compute_loss: bool = True,
-                 feature_names=None) -> Estimate | list[Estimate]:
+                 feature_names=None, augment: bool | None = None, x_new=None) -> Estimate | list[Estimate]:
         """Zero-shot estimates for one dataset ((N, d) x, (N,) t and y) or lists of datasets, in
         batched forward passes: `cina.core.estimate.estimate_datasets`, which documents the
         arguments and the returned `Estimate` (``ate``, ``weights``, ``diagnostics`` with its
-        ``warnings``)."""
+        ``warnings``; with an outcome head also ``se``, ``ci()``, ``cate``, and ``cate_new`` for
+        the units of ``x_new``). ``augment=False`` gives the weights-only estimate."""
         return estimate_datasets(self, x, t, y, estimand=estimand, lam=lam, batch_size=batch_size,
-                                 compute_loss=compute_loss, feature_names=feature_names)
+                                 compute_loss=compute_loss, feature_names=feature_names, augment=augment,
+                                 x_new=x_new)
 
     def save(self, path: str | Path) -> Path:
         """Write weights and config to a folder or a ``.safetensors`` file (`cina.core.checkpoint`;

@@ -97,31 +97,29 @@ class OutcomeHead(nn.Module):
         phi = torch.cat([ones, xs.float(), learned], dim=-1)
         return torch.where(unit_mask.unsqueeze(-1), phi, torch.zeros_like(phi))
 
-    def forward(self, z: torch.Tensor, xs: torch.Tensor, t: torch.Tensor, y: torch.Tensor, unit_mask: torch.Tensor,
-                query: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-        """mu0, mu1 (B, N) for the dataset's units (own arm leave-one-out), in y's units.
+    def forward(self, z: torch.Tensor, xs: torch.Tensor, t: torch.Tensor, y: torch.Tensor, context: torch.Tensor,
+                unit_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """mu0, mu1 (B, N) for every unit, in y's units: the dataset's own units (`context`)
+        leave-one-out in their own arm, any other unit of `unit_mask` (new units) from the fit
+        on the whole dataset.
 
         z: (B, N, C) encoder units; xs: (B, N, w) standardised covariates; t: (B, N) 0/1; y:
-        (B, N) outcomes (standardised per dataset by the caller); unit_mask: (B, N) context
-        units. query: optional (z_new (B, M, C), xs_new (B, M, w)) of new units, predicted from
-        the full fit (returned as mu0_new, mu1_new (B, M)). Also returns the features' linear
-        coefficients on the covariates per arm, beta_x (B, 2, w), which say which covariates
-        the outcome depends on.
+        (B, N) outcomes (read on context units only); context: (B, N) bool the dataset's units;
+        unit_mask: (B, N) bool every unit to predict (default: context). Also returns beta_x
+        (B, 2, w), the regressions' coefficients on the covariates (control, treated): which
+        covariates the outcome depends on.
         """
+        unit_mask = context if unit_mask is None else unit_mask
         phi = self.phi(z, xs, unit_mask)
-        treated = (t > 0.5) & unit_mask
-        control = (t <= 0.5) & unit_mask
+        y = torch.where(context, y, torch.zeros_like(y))
+        treated = (t > 0.5) & context
+        control = (t <= 0.5) & context
         out: dict[str, torch.Tensor] = {}
         betas = []
-        new = None
-        if query is not None:
-            z_new, xs_new = query
-            new = self.phi(z_new, xs_new, torch.ones(z_new.shape[:2], dtype=torch.bool, device=z_new.device))
         for a, arm in ((0, control), (1, treated)):
             beta, inv = ridge_fit(phi, y, arm, self.log_lam[a])
-            out[f"mu{a}"] = ridge_predict(phi, beta, inv, y, arm).to(y.dtype if y.is_floating_point() else torch.float32)
+            pred = ridge_predict(phi, beta, inv, y, arm).float()
+            out[f"mu{a}"] = torch.where(unit_mask, pred, torch.zeros_like(pred))
             betas.append(beta[:, 1 : 1 + xs.shape[-1]])
-            if new is not None:
-                out[f"mu{a}_new"] = (new.double() @ beta.unsqueeze(-1)).squeeze(-1).float()
         out["beta_x"] = torch.stack(betas, dim=1).float()
         return out
