@@ -325,7 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     tr = sub.add_parser("train", help="pretrain CInA on a corpus (resumes from RUN_DIR)", description=_train_doc())
-    tr.add_argument("--corpus", required=True, help="corpus directory, published repo folder or URL (hf://, file://, ...)")
+    tr.add_argument("--corpus", required=True, nargs="+", metavar="CORPUS",
+                    help="corpus directory, published repo folder or URL (hf://, file://, ...); several are mixed in "
+                    "proportion to their sizes")
     tr.add_argument("--out", required=True, help="run directory (checkpoints, metrics.csv, model/)")
     tr.add_argument("--config", help="YAML/JSON TrainConfig (see cina.train.TrainConfig)")
     tr.add_argument("--max-steps", type=int)

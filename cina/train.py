@@ -45,6 +45,7 @@ import torch
 from .core import CInA, CInAConfig
 from .core.checkpoint import ModelFileError, config_difference, check_state_keys, latest_checkpoint, read_model
 from .data import TaskLoader, TaskStream
+from .data.mixture import CorpusMixture
 
 class TrainingError(RuntimeError):
     """Training stopped on a non-finite loss, gradient norm, weight or validation metric; the
@@ -379,6 +380,8 @@ def train(corpus, out_dir: str | os.PathLike, cfg: TrainConfig | None = None, *,
     elif dist_info.is_main:
         _atomic_write(cfg_file, json.dumps(cfg.to_dict(), indent=1) + "\n")
 
+    if isinstance(corpus, (list, tuple)):  # several corpora (priors) mixed in proportion to their sizes
+        corpus = corpus[0] if len(corpus) == 1 else CorpusMixture(corpus)
     corpus = corpus if hasattr(corpus, "read_shard") else open_corpus(corpus)
     # Same initial weights on every rank (DDP also broadcasts them); per-rank RNG afterwards
     # for the model's training-time sampling (feature shuffles, lambda draws).

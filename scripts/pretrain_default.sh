@@ -1,38 +1,47 @@
 #!/usr/bin/env bash
 # Train a model shipped inside the package: the default one in cina/assets/default_model (used by
 # `cina estimate` without --model), or with MODEL=fast the fast one (`--model fast`).
-#   DEVICE=cuda: the recipe the shipped model was trained with. It uses a 100,000-task
-#     default-preset corpus (seed 4343) and scripts/configs/default_model_gpu.json: the
-#     supervised ZS-S loss alone, lam 4e-5, 5,000 steps of 16 tasks. About 3 min on an H200
-#     plus 1 min of generation on 16 cores.
-#   otherwise: the CPU recipe. It uses 8,000 tasks (seed 2026) and
-#     scripts/configs/default_model.json: the same loss and lam, 2,000 steps of 16 tasks with
-#     256 units, about 6 min on two cores. It recovers most of the GPU model's gain
-#     (cina/assets/default_model/TRAINING.md has both).
-#   MODEL=fast: the shipped fast model (cina/assets/fast_model): the CPU recipe's corpus with
-#     scripts/configs/fast_model.json, a width-16 network and 10 balancing layers on a
-#     32-landmark kernel; 2,000 steps, about 1 min on two cores.
-#   [MODEL=default|fast] [DEVICE=cuda] [CONFIG=FILE] [TASKS=N] [PY=python] bash scripts/pretrain_default.sh [WORKDIR]
+#
+# Both are pretrained on a mixture of three priors, one corpus each, mixed in proportion to
+# their sizes (`cina train --corpus A B C`):
+#   default         8,000 tasks (seed 2026)  the original prior
+#   realistic       4,000 tasks (seed 2027)  typed, distorted, irrelevant and weak covariates,
+#                                            up to 130 nodes, N 50-20,000, binary outcomes
+#   semi-synthetic  3,000 tasks (seed 2028)  real-table covariates (the default pool)
+# and trained by the supervised ATE loss (on the doubly robust estimate) plus the outcome
+# head's loss against every unit's y0 and y1 (scripts/configs/{default,fast}_model.json; 256
+# units per task and step). CPU: about 3 min of generation and 20-40 min of training on two
+# cores (cina/assets/*_model/TRAINING.md has the runs). DEVICE=cuda: the same corpora, 10x
+# larger (TASKS_SCALE=10), scripts/configs/default_model_gpu.json.
+#   [MODEL=default|fast] [DEVICE=cuda] [CONFIG=FILE] [TASKS_SCALE=K] [STEPS=N] [PY=python] \
+#       bash scripts/pretrain_default.sh [WORKDIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL="${MODEL:-default}"
 WORK="${1:-runs/${MODEL}_model}"
 PY="${PY:-.venv/bin/python}"
 if [ "$MODEL" = fast ]; then
-    RECIPE=scripts/configs/fast_model.json; DEFAULT_TASKS=8000; SEED=2026; SHARD=500
+    RECIPE=scripts/configs/fast_model.json; SCALE=1
 elif [ "$MODEL" != default ]; then
     echo "MODEL must be 'default' or 'fast', got '$MODEL'" >&2; exit 2
 elif [ "${DEVICE:-}" = cuda ]; then
-    RECIPE=scripts/configs/default_model_gpu.json; DEFAULT_TASKS=100000; SEED=4343; SHARD=1000
+    RECIPE=scripts/configs/default_model_gpu.json; SCALE=10
 else
-    RECIPE=scripts/configs/default_model.json; DEFAULT_TASKS=8000; SEED=2026; SHARD=500
+    RECIPE=scripts/configs/default_model.json; SCALE=1
 fi
+SCALE="${TASKS_SCALE:-$SCALE}"
 CONFIG="${CONFIG:-$RECIPE}"
 mkdir -p "$WORK"
-$PY -m causalgen.cli generate --preset default --num-tasks "${TASKS:-$DEFAULT_TASKS}" --shard-size "$SHARD" \
-    --seed "$SEED" --workers "${WORKERS:-$(nproc)}" --out "$WORK/corpus"
-$PY -m causalgen.cli verify "$WORK/corpus" --quiet
-$PY -m cina.cli train --corpus "$WORK/corpus" --out "$WORK/run" --config "$CONFIG" \
+corpora=()
+for spec in "default 8000 2026" "realistic 4000 2027" "semi-synthetic 3000 2028"; do
+    set -- $spec
+    out="$WORK/corpus-$1"
+    $PY -m causalgen.cli generate --preset "$1" --num-tasks "$(( $2 * SCALE ))" --shard-size 250 --seed "$3" \
+        --workers "${WORKERS:-$(nproc)}" --out "$out" --quiet
+    $PY -m causalgen.cli verify "$out" --quiet
+    corpora+=("$out")
+done
+$PY -m cina.cli train --corpus "${corpora[@]}" --out "$WORK/run" --config "$CONFIG" \
     ${STEPS:+--max-steps "$STEPS"} ${DEVICE:+--device "$DEVICE"}
 # the weights and config only: TRAINING.md (the record of how it was trained) stays
 mkdir -p "cina/assets/${MODEL}_model"

@@ -20,15 +20,16 @@ consumed: pass ``stream.state_dict(batches_done=k)`` (batches of this epoch cons
 This room reads causalgen corpora through `causalgen.open_corpus` and `causalgen.store`'s public
 names, and imports nothing else of cina: `select` (filters), `plan` (the epoch plan), `shards`
 (reading in workers), `collate` (the batch contract), `stream` (`TaskStream`), `loader`
-(`TaskLoader`).
+(`TaskLoader`), `mixture` (several corpora read as one).
 """
 
 from .collate import BATCH_FIELDS, EXTRA_FIELDS, collate_batch
 from .loader import TaskLoader
+from .mixture import CorpusMixture
 from .plan import EpochPlan, plan_epoch
 from .select import select_tasks
 from .shards import ShardReadError
 from .stream import TaskStream
 
-__all__ = ["BATCH_FIELDS", "EXTRA_FIELDS", "EpochPlan", "ShardReadError", "TaskLoader", "TaskStream", "collate_batch",
+__all__ = ["BATCH_FIELDS", "CorpusMixture", "EXTRA_FIELDS", "EpochPlan", "ShardReadError", "TaskLoader", "TaskStream", "collate_batch",
            "plan_epoch", "select_tasks"]
