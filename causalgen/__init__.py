@@ -35,6 +35,7 @@ from .prior import (
     sample_task,
     sample_tasks,
 )
+from .prior.datafile import DataFileError, read_csv_columns
 from .store import Corpus, CorpusError, VerifyReport
 from .store import open_corpus as _open_generated
 from .store import verify_corpus as _verify_generated
@@ -69,6 +70,7 @@ def verify_corpus(path_or_url: str | os.PathLike, *,
 __all__ = [
     "ConfigError",
     "Corpus",
+    "DataFileError",
     "CorpusError",
     "PRESETS",
     "PublishedCorpus",
@@ -81,6 +83,7 @@ __all__ = [
     "__version__",
     "load_config",
     "open_corpus",
+    "read_csv_columns",
     "sample_task",
     "sample_tasks",
     "verify_corpus",

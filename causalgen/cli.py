@@ -371,102 +371,6 @@ def _print_dry_run(args, plan) -> None:
               f"of {len(plan.files())} files, deleting remote files under {', '.join(DELETE_PATTERNS)} not in this upload; token {token}")
 
 
-def read_csv_columns(path: str, treatment: str, outcome: str, covariates: Sequence[str] | None = None):
-    """(x (N, d) float64, t (N,) int8, y (N,) float64, covariate names) from a CSV file.
-
-    The file: comma-separated, a header row of unique names, then one numeric cell per column
-    in every row (blank lines skipped); gzip-compressed when it starts with the gzip magic bytes
-    (``.gz`` or not); UTF-8 with or without a byte-order mark. covariates: column names, default
-    every column but the treatment and the outcome. The treatment must be 0/1. Every problem
-    raises `UsageError` naming the file, and the column and row (data rows count from 1, the
-    header being line 1) where there is one.
-    """
-    import csv
-    import gzip
-    import os
-
-    import numpy as np
-
-    if not os.path.isfile(path):
-        raise UsageError(f"{path}: no such file")
-    with open(path, "rb") as f:
-        packed = f.read(2) == b"\x1f\x8b"
-    try:
-        with (gzip.open(path, "rt", encoding="utf-8-sig", newline="") if packed
-              else open(path, encoding="utf-8-sig", newline="")) as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            rows, lines = [], []
-            for row in reader:
-                if row and any(cell.strip() for cell in row):
-                    rows.append(row)
-                    lines.append(reader.line_num)
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except (OSError, EOFError) as exc:  # a corrupt or truncated gzip stream
-        raise UsageError(f"{path}: cannot be read: {_one_line(exc)}") from None
-    except csv.Error as exc:
-        raise UsageError(f"{path}: malformed CSV: {_one_line(exc)}") from None
-    if header is None:
-        raise UsageError(f"{path}: the file is empty")
-    header = [h.strip() for h in header]
-    if "" in header:
-        raise UsageError(f"{path}: header column {header.index('') + 1} has no name")
-    dup = sorted({h for h in header if header.count(h) > 1})
-    if dup:
-        raise UsageError(f"{path}: duplicate column names {dup}")
-    for role, col in (("treatment", treatment), ("outcome", outcome)):
-        if col not in header:
-            raise UsageError(f"{path}: {role} column {col!r} not found (columns: {', '.join(header)})")
-    if treatment == outcome:
-        raise UsageError(f"{path}: the treatment and the outcome are the same column {treatment!r}")
-    if covariates:
-        covariates = list(covariates)
-        for col in covariates:
-            if col not in header:
-                raise UsageError(f"{path}: covariate column {col!r} not found (columns: {', '.join(header)})")
-            if col in (treatment, outcome):
-                raise UsageError(f"{path}: column {col!r} cannot be both a covariate and the treatment/outcome")
-        if len(set(covariates)) != len(covariates):
-            raise UsageError(f"{path}: covariate column {next(c for c in covariates if covariates.count(c) > 1)!r} given twice")
-    else:
-        covariates = [h for h in header if h not in (treatment, outcome)]
-    if not covariates:
-        raise UsageError(f"{path}: no covariate columns besides {treatment!r} and {outcome!r}")
-    if not rows:
-        raise UsageError(f"{path}: no data rows after the header")
-    for k, row in enumerate(rows):
-        if len(row) != len(header):
-            raise UsageError(f"{path}: row {k + 1} (line {lines[k]}) has {len(row)} fields, the header has {len(header)}")
-    index = {h: i for i, h in enumerate(header)}
-    wanted = [treatment, outcome, *covariates]
-    data = np.empty((len(rows), len(wanted)), dtype=np.float64)
-    for c, col in enumerate(wanted):
-        cells = [row[index[col]].strip() for row in rows]
-        try:
-            # numpy parses a whole column at once; only a failure goes cell by cell to name the culprit
-            data[:, c] = np.array(cells, dtype=np.float64) if all(cells) else np.nan
-            ok = bool(np.all(np.isfinite(data[:, c])))
-        except ValueError:
-            ok = False
-        if not ok:
-            for k, cell in enumerate(cells):
-                try:
-                    good = np.isfinite(float(cell))
-                except ValueError:
-                    good = False
-                if not good:
-                    what = "is empty" if not cell else f"{cell!r} is not a finite number"
-                    raise UsageError(f"{path}: column {col!r}, row {k + 1} (line {lines[k]}): {what}")
-    t = data[:, 0]
-    bad = np.flatnonzero((t != 0.0) & (t != 1.0))
-    if bad.size:
-        k = int(bad[0])
-        raise UsageError(f"{path}: treatment column {treatment!r}, row {k + 1} (line {lines[k]}): "
-                         f"{rows[k][index[treatment]].strip()!r} is not 0 or 1")
-    return data[:, 2:].copy(), t.astype(np.int8), data[:, 1].copy(), covariates
-
-
 def cmd_coverage(args) -> int:
     import os
 
@@ -477,7 +381,11 @@ def cmd_coverage(args) -> int:
         folder = os.path.dirname(os.path.abspath(args.figure))
         if not os.path.isdir(folder):
             raise UsageError(f"--figure {args.figure}: folder {folder} does not exist")
-    x, t, y, names = read_csv_columns(args.data, args.treatment, args.outcome, args.covariates)
+    from .prior.datafile import read_csv_columns
+
+    x, t, y, names, notes = read_csv_columns(args.data, args.treatment, args.outcome, args.covariates)
+    for note in notes:
+        print(f"causalgen coverage: note: {note}", file=sys.stderr)
     try:
         user = describe(x, t, y)
     except ValueError as exc:  # too few units, an arm of fewer than 2
@@ -536,6 +444,7 @@ def describe_os_error(exc: OSError) -> tuple[str, int]:
 def main(argv: Sequence[str] | None = None) -> int:
     from .hub.card import CardError
     from .prior.config import ConfigError
+    from .prior.datafile import DataFileError
     from .store.generate import GenerationFailed
     from .store.manifest import CorpusError
     from .store.shard import ShardError, URLError
@@ -544,7 +453,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = f"causalgen {args.command}"
     try:
         return COMMANDS[args.command](args)
-    except (UsageError, ConfigError, CorpusError, CardError, URLError) as exc:
+    except (UsageError, ConfigError, CorpusError, CardError, URLError, DataFileError) as exc:
         print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except (ShardError, GenerationFailed) as exc:

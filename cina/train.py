@@ -403,8 +403,10 @@ def train(corpus, out_dir: str | os.PathLike, cfg: TrainConfig | None = None, *,
     loader = TaskLoader(stream, num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
                         generator=torch.Generator().manual_seed(cfg.seed),
                         persistent_workers=cfg.num_workers > 0)
+    # shuffled with a fixed seed (every evaluation sees the same tasks): a mixture's validation
+    # tasks come from all of its corpora, not only the first one's
     val_stream = TaskStream(
-        corpus, cfg.batch_size, cfg.seed, split="validation", shuffle=False, drop_last=False,
+        corpus, cfg.batch_size, cfg.seed, split="validation", shuffle=True, drop_last=False,
         subsample_units=cfg.subsample_units, rank=0, world_size=1, extras=extras,
     )
     val_start = val_stream.state_dict()

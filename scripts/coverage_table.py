@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from causalgen.cli import read_csv_columns  # noqa: E402
+from causalgen.prior.datafile import read_csv_columns  # noqa: E402
 from causalgen.prior import load_config  # noqa: E402
 from causalgen.prior.coverage import DESCRIPTORS, coverage_report, describe, prior_descriptors  # noqa: E402
 from cina.eval.benchmarks import load_ihdp, load_realcause, load_twins, resolve_data_dir  # noqa: E402
@@ -46,7 +46,7 @@ def benchmarks(data_dir: Path):
     yield "IHDP (rep. 1)", ihdp.x, ihdp.t, ihdp.y
     for sample in ("psid1", "cps1"):
         path = data_dir / "lalonde" / "combined" / f"nsw_dw_treated_{sample}_controls.csv"
-        x, t, y, _ = read_csv_columns(str(path), "treat", "re78", None)
+        x, t, y, _, _ = read_csv_columns(str(path), "treat", "re78", None)
         yield f"LaLonde {sample.upper()[:-1]}-1", x, t, y
     twins = next(load_twins(data_dir))
     yield "Twins", twins.x, twins.t, twins.y

@@ -9,7 +9,8 @@ import warnings
 import numpy as np
 import pytest
 
-from causalgen.cli import main, read_csv_columns
+from causalgen.cli import main
+from causalgen.prior.datafile import read_csv_columns
 from causalgen.prior import sample_task
 from causalgen.prior.coverage import (
     DESCRIPTORS,
@@ -206,13 +207,13 @@ def _write_csv(path, n=300, seed=0, bom=False, gz=False):
 def test_reader_handles_gzip_and_a_byte_order_mark(tmp_path):
     plain = read_csv_columns(str(_write_csv(tmp_path / "a.csv")), "treated", "outcome", None)
     packed = read_csv_columns(str(_write_csv(tmp_path / "a.csv.gz", bom=True, gz=True)), "treated", "outcome", None)
-    x, t, y, names = plain
+    x, t, y, names, _ = plain
     assert names == ["age", "score", "group"]  # the BOM is not part of the first name
-    assert x.dtype == np.float64 and x.shape == (300, 3) and t.dtype == np.int8 and y.shape == (300,)
+    assert x.dtype == np.float64 and x.shape == (300, 3) and set(np.unique(t)) == {0.0, 1.0} and y.shape == (300,)
     for a, b in zip(plain[:3], packed[:3]):
         np.testing.assert_array_equal(a, b)
     assert packed[3] == names
-    x2, *_, names2 = read_csv_columns(str(tmp_path / "a.csv"), "treated", "outcome", ["group", "age"])
+    x2, _, _, names2, _ = read_csv_columns(str(tmp_path / "a.csv"), "treated", "outcome", ["group", "age"])
     assert names2 == ["group", "age"]
     np.testing.assert_array_equal(x2, x[:, [2, 0]])
 
@@ -244,10 +245,10 @@ def test_cli_text_json_and_figure(tmp_path, capsys):
 @pytest.mark.parametrize("edit, args, message", [
     (None, ["--treatment", "nope"], "treatment column 'nope' not found"),
     (None, ["--covariates", "age", "ghost"], "covariate column 'ghost' not found"),
-    (lambda s: _break_cell(s, 5, 1, "n/a"), [], "column 'score', row 5 (line 6): 'n/a' is not a finite number"),
-    (lambda s: _break_cell(s, 7, 3, "2"), [], "treatment column 'treated', row 7 (line 8): '2' is not 0 or 1"),
-    (lambda s: _break_cell(s, 3, 4, ""), [], "column 'outcome', row 3 (line 4): is empty"),
-    (lambda s: s.replace("\n", "\n1,2\n", 1), [], "row 1 (line 2) has 2 fields, the header has 5"),
+    (lambda s: _break_cell(s, 5, 1, "n/a"), [], "column 'score', row 6: 'n/a' is not a number"),
+    (lambda s: _break_cell(s, 7, 3, "2"), [], "treatment column 'treated' must be binary 0/1, found [2.0]"),
+    (lambda s: _break_cell(s, 3, 4, ""), [], "column 'outcome', row 4: missing value"),
+    (lambda s: s.replace("\n", "\n1,2\n", 1), [], "row 2 has 2 fields, the header has 5"),
 ])
 def test_cli_errors_are_one_line_naming_file_and_column(tmp_path, capsys, edit, args, message):
     path = _write_csv(tmp_path / "bad.csv")

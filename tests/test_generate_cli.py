@@ -308,3 +308,19 @@ def test_console_script_subprocess_smoke(tmp_path, config_file):
     proc = _run_cli(["generate", "--preset", "nope", "--num-tasks", "2", "--out", str(tmp_path / "d")])
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 2 and err.count("\n") == 1 and "unknown preset" in err
+
+
+def test_overwrite_replaces_only_what_the_generator_wrote(tmp_path):
+    from causalgen.store.generate import CorpusSpec, generate_corpus
+
+    cfg = causalgen.load_config("default").to_dict()
+    out = tmp_path / "c"
+    generate_corpus(CorpusSpec(config=cfg, seed=0, num_tasks=6, shard_size=3), str(out), progress=False)
+    mine = out / "shards" / "notes.txt"
+    mine.write_text("keep me")
+    with pytest.raises(causalgen.CorpusError, match=r"shards/notes\.txt: not a shard causalgen writes"):
+        generate_corpus(CorpusSpec(config=cfg, seed=1, num_tasks=6, shard_size=3), str(out), overwrite=True, progress=False)
+    assert mine.read_text() == "keep me" and (out / "manifest.json").exists()  # nothing was deleted
+    mine.unlink()
+    generate_corpus(CorpusSpec(config=cfg, seed=1, num_tasks=6, shard_size=3), str(out), overwrite=True, progress=False)
+    assert causalgen.open_corpus(out).manifest.corpus_seed == 1

@@ -23,6 +23,7 @@ import contextlib
 import importlib
 import os
 import posixpath
+import re
 import sys
 import time
 import uuid
@@ -444,9 +445,22 @@ def prepare_output(spec: CorpusSpec, out: _Output, overwrite: bool) -> Manifest:
             f"{where}: existing corpus differs in {_diff(old.identity(), fresh.identity())}; "
             "use --overwrite to replace it"
         )
+    # Replace only what a generator writes: a file of the user's among the shards is refused,
+    # named, before anything is deleted.
+    names = out.listdir(SHARDS_DIR)  # [] without a shards folder
+    foreign = sorted(n for n in names if not _OUR_SHARD.match(n))
+    if foreign:
+        raise CorpusError(f"{join(out.root, SHARDS_DIR)}/{foreign[0]}: not a shard causalgen writes; refusing to "
+                          "--overwrite a folder holding it (move it away first)")
+    for name in names:
+        out.remove(f"{SHARDS_DIR}/{name}")
     out.remove(SHARDS_DIR)
     out.remove(MANIFEST_NAME)
     return fresh
+
+
+#: what a generator writes into shards/: finished shards and interrupted writes
+_OUR_SHARD = re.compile(r"^(shard-\d{5}\.zarr(\.zip)?|\.tmp-.*)$")
 
 
 def _reconcile(spec: CorpusSpec, out: _Output, manifest: Manifest, jobs: list[ShardJob]) -> list[ShardRecord]:
