@@ -1,45 +1,32 @@
 #!/usr/bin/env bash
-# The exact commands behind results/default_model/ (the shipped default model's evaluation).
-# Rows already in a results.csv are skipped, so an interrupted run resumes; each suite has its
-# own folder, so suites can run in parallel.
-#   bash results/run_eval.sh [MODEL] [CORPUS] [ER_CORPUS] [ZS_S_MODEL]
-# CORPUS: the pretraining corpus of scripts/pretrain_default.sh (its test split is held out).
-# ER_CORPUS: causalgen generate --preset er5000-nonlinear --num-tasks 4000 --shard-size 500 --seed 2027
-# ZS_S_MODEL: causalgen generate --preset default --num-tasks 64000 --shard-size 1000 --seed 4242 --out BIG;
-#   cina train --corpus BIG --out RUN --config scripts/configs/zs_s_model_gpu.json  (on a GPU, ~4.5 min)
+# The exact commands behind results/default_model/ and results/fast_model/ (the shipped models'
+# evaluations). Rows already in a results.csv are skipped, so an interrupted run resumes; each
+# suite has its own folder.
+#   bash results/run_eval.sh [MODEL] [OUT] [MIX]
+# MODEL: the model to evaluate (default cina/assets/default_model); OUT: its results folder
+# (default results/default_model); MIX: the folder of the three pretraining corpora of
+# scripts/pretrain_default.sh (default, realistic, semi-synthetic), whose test splits are held out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL="${1:-cina/assets/default_model}"
-CORPUS="${2:-runs/default_model/corpus}"
-ER_CORPUS="${3:-runs/er5000/corpus}"
-ZS_S="${4:-}"
+OUT="${2:-results/default_model}"
+MIX="${3:-runs/mix}"
 DATA="${CINA_BENCHMARKS:-../shared/benchmarks}"
-OUT=results/default_model
 PY=.venv/bin/python
-ALL="dim ipw snipw or aipw svm cina-single cina-zs"
-SUP=()
-if [ -n "$ZS_S" ]; then SUP=(--model-supervised "$ZS_S"); ALL="$ALL cina-zs-s"; fi
-ev() { $PY -m cina.cli evaluate --model "$MODEL" "${SUP[@]}" --quiet "$@"; }
+EST="${ESTIMATORS:-dim aipw doubleml cina-zs cina-zs-w}"
+ev() { $PY -m cina.cli evaluate --model "$MODEL" --quiet "$@"; }
 
-# synthetic: 20 held-out test-split tasks of the pretraining corpus + 3 x 20 shifted tasks;
-# er5000: 20 test-split tasks of an er5000-nonlinear corpus
-ev --suite synthetic --corpus "$CORPUS" --n-synthetic 20 --out "$OUT/synthetic" --estimators $ALL
-ev --suite synthetic --corpus "$ER_CORPUS" --synthetic-config er5000-nonlinear --n-synthetic 20 --no-ood \
-   --out "$OUT/er5000" --estimators $ALL
-# a tighter check of the default-preset comparison: 100 test-split tasks, the key estimators
-$PY -m cina.cli evaluate --model "$MODEL" --quiet --suite synthetic --corpus "$CORPUS" --n-synthetic 100 --no-ood \
-   --out "$OUT/synthetic-100" --estimators dim aipw svm cina-single cina-zs
-# the tightest check of the 0.8x-DML bars: 300 default-preset and 100 er5000 test-split tasks
-$PY -m cina.cli evaluate --model "$MODEL" --quiet --suite synthetic --corpus "$CORPUS" --n-synthetic 300 --no-ood \
-   --out "$OUT/synthetic-300" --estimators dim aipw cina-single cina-zs
-$PY -m cina.cli evaluate --model "$MODEL" --quiet --suite synthetic --corpus "$ER_CORPUS" --synthetic-config er5000-nonlinear \
-   --n-synthetic 100 --no-ood --out "$OUT/er5000-100" --estimators dim aipw cina-single cina-zs
-# IHDP: every estimator on replications 1-100 (ihdp/); the zero-shot model (and the difference in
-# means) on all 1000 (ihdp-1000/)
-ev --suite ihdp --limit 100 --data-dir "$DATA" --out "$OUT/ihdp" --estimators $ALL
-$PY -m cina.cli evaluate --model "$MODEL" --quiet --suite ihdp --data-dir "$DATA" --out "$OUT/ihdp-1000" --estimators dim cina-zs
-# LaLonde (ATT against the experimental $1,794.34), RealCause (first 3 samples of each of the
-# three families; cross-fitted DML takes ~1 min per 16,000-unit sample here), Twins
-ev --suite lalonde --data-dir "$DATA" --out "$OUT/lalonde" --estimators $ALL
-ev --suite realcause --limit 3 --data-dir "$DATA" --out "$OUT/realcause" --estimators $ALL
-ev --suite twins --data-dir "$DATA" --out "$OUT/twins" --estimators $ALL
+# held-out test-split tasks of each prior of the pretraining mixture: 300 each
+ev --suite synthetic --corpus "$MIX/default" --n-synthetic 300 --no-ood --out "$OUT/test-default" --estimators $EST
+ev --suite synthetic --corpus "$MIX/realistic" --synthetic-config realistic --n-synthetic 300 --no-ood \
+   --out "$OUT/test-realistic" --estimators $EST
+ev --suite synthetic --corpus "$MIX/semi-synthetic" --synthetic-config semi-synthetic --n-synthetic 300 --no-ood \
+   --out "$OUT/test-semi-synthetic" --estimators $EST
+# IHDP: all 1000 replications (ATE, interval coverage), and the CFRNet IHDP-100 protocol (672 train
+# units as the dataset, the 75 test units as new units: sqrt PEHE in and out of sample)
+ev --suite ihdp --data-dir "$DATA" --out "$OUT/ihdp-1000" --estimators dim cina-zs cina-zs-w
+ev --suite ihdp-100 --data-dir "$DATA" --out "$OUT/ihdp-100" --estimators dim or aipw doubleml cina-zs
+# LaLonde (ATT against the experimental $1,794.34), RealCause (20 samples of each family), Twins
+ev --suite lalonde --data-dir "$DATA" --out "$OUT/lalonde" --estimators $EST
+ev --suite realcause --limit 20 --data-dir "$DATA" --out "$OUT/realcause" --estimators $EST
+ev --suite twins --data-dir "$DATA" --out "$OUT/twins" --estimators $EST

@@ -83,6 +83,8 @@ class CInAConfig:
         (``estimate(..., augment=False)`` gives the weights-only one either way).
     outcome_weight: weight of the outcome head's loss, the mean squared error of mu0, mu1
         against the corpus' potential outcomes y0, y1 (over sd(y)^2).
+    se_scale: multiplies the influence-function standard error (a calibration of the intervals,
+        chosen on validation tasks by `scripts/calibrate_intervals.py`; 1 = uncalibrated).
     relevance_keys: weight each covariate of the balancing kernel by how much the outcome head's
         regression uses it (per dataset), so that covariates the outcome ignores stop soaking up
         balance (needs outcome_model).
@@ -120,6 +122,7 @@ class CInAConfig:
     augment: bool = True
     outcome_weight: float = 0.0
     relevance_keys: bool = False
+    se_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.balancing not in BALANCINGS:
@@ -185,6 +188,8 @@ class CInAConfig:
             raise ValueError("outcome_weight > 0 needs outcome_model=True")
         if self.relevance_keys and not self.outcome_model:
             raise ValueError("relevance_keys=True needs outcome_model=True")
+        if not (isinstance(self.se_scale, (int, float)) and 0 < self.se_scale < 100):
+            raise ValueError(f"se_scale must be a positive number, got {self.se_scale!r}")
         if not isinstance(self.outcome_features, int) or self.outcome_features < 1:
             raise ValueError(f"outcome_features must be a positive integer, got {self.outcome_features!r}")
 

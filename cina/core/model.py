@@ -407,7 +407,8 @@ class CInA(nn.Module):
             out["ate_weighting"] = tau
             if fit is not None:
                 aug = augmented_effect(weights, t, y.float(), fit["mu0"], fit["mu1"], context, att)
-                out.update(mu0=fit["mu0"], mu1=fit["mu1"], se=aug["se"].float(), plug_in=aug["plug_in"].float())
+                out.update(mu0=fit["mu0"], mu1=fit["mu1"], se=aug["se"].float() * c.se_scale,
+                           plug_in=aug["plug_in"].float())
                 if c.augment if augment is None else augment:
                     tau = aug["tau"].float()
             out["ate"] = tau

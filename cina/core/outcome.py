@@ -12,8 +12,12 @@ on features the network learns:
 
 so an untrained head is already a linear regression of y on x per arm, and training shapes the
 learned features (and the penalty) on the corpus' potential outcomes y0, y1, which every
-synthetic unit has. P is diagonal: 0 on the intercept, 1 elsewhere; lam_a = exp(log_lam) times
-the arm's size, so the penalty per unit does not depend on N.
+synthetic unit has. P is diagonal: 0 on the intercept, 1 elsewhere; lam_a = exp(log_lam_a) times
+the arm's size n_a, with log_lam_a = c0_a + c1_a log n_a + c2_a log F_d (F_d the dataset's own
+number of features) learned: a dataset with many covariates for its size needs more shrinkage
+(measured: with one learned penalty for all datasets, the augmented estimate lost to the
+weights-only one on realistic-preset tasks with d / N > 0.2, MAE/sd(y) 0.283 vs 0.197). The
+penalty reads only the sizes, never y, so the leave-one-out property below holds exactly.
 
 Cross-fitting. A unit's own outcome must not inform its own prediction, or the residuals
 y_i - mu_{t_i}(x_i) of the doubly robust estimate are biased towards zero. For the other arm
@@ -88,7 +92,16 @@ class OutcomeHead(nn.Module):
         super().__init__()
         self.norm = nn.LayerNorm(d_model)
         self.features = nn.Sequential(nn.Linear(d_model, d_model), nn.SiLU(), nn.Linear(d_model, n_features))
-        self.log_lam = nn.Parameter(torch.tensor([log_lam, log_lam]))  # per arm: control, treated
+        # per arm (control, treated): log_lam = c0 + c1 log n_arm + c2 log F_d, from a fixed start
+        # (a flat vector: no weight decay, which the training loop applies to matrices only)
+        self.penalty = nn.Parameter(torch.tensor([log_lam, 0.0, 0.0, log_lam, 0.0, 0.0]))
+
+    def log_lam(self, arm: torch.Tensor, n_features: torch.Tensor, a: int) -> torch.Tensor:
+        """(B,) log penalty per unit of arm `a` for each dataset: from the arm's size (B,) and the
+        dataset's feature count (B,) only."""
+        c = self.penalty[3 * a : 3 * a + 3]
+        n = arm.sum(-1).clamp_min(1).to(c.dtype)
+        return c[0] + c[1] * torch.log(n) + c[2] * torch.log(n_features.to(c.dtype).clamp_min(1))
 
     def phi(self, z: torch.Tensor, xs: torch.Tensor, unit_mask: torch.Tensor) -> torch.Tensor:
         """(B, N, F) features: intercept, standardised covariates, learned features (0 on padding)."""
@@ -111,13 +124,15 @@ class OutcomeHead(nn.Module):
         """
         unit_mask = context if unit_mask is None else unit_mask
         phi = self.phi(z, xs, unit_mask)
+        # the dataset's own features: intercept, its valid covariate columns, the learned ones
+        n_features = 1 + (xs.abs().sum(1) > 0).sum(-1) + (phi.shape[-1] - 1 - xs.shape[-1])
         y = torch.where(context, y, torch.zeros_like(y))
         treated = (t > 0.5) & context
         control = (t <= 0.5) & context
         out: dict[str, torch.Tensor] = {}
         betas = []
         for a, arm in ((0, control), (1, treated)):
-            beta, inv = ridge_fit(phi, y, arm, self.log_lam[a])
+            beta, inv = ridge_fit(phi, y, arm, self.log_lam(arm, n_features, a))
             pred = ridge_predict(phi, beta, inv, y, arm).float()
             out[f"mu{a}"] = torch.where(unit_mask, pred, torch.zeros_like(pred))
             betas.append(beta[:, 1 : 1 + xs.shape[-1]])
