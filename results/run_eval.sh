@@ -16,7 +16,7 @@ ZS_S="${4:-}"
 DATA="${CINA_BENCHMARKS:-../shared/benchmarks}"
 OUT=results/default_model
 PY=.venv/bin/python
-ALL="dim ipw snipw or aipw svm cina-single cina-zs"
+ALL="dim ipw snipw or aipw doubleml svm cina-single cina-zs"
 SUP=()
 if [ -n "$ZS_S" ]; then SUP=(--model-supervised "$ZS_S"); ALL="$ALL cina-zs-s"; fi
 ev() { $PY -m cina.cli evaluate --model "$MODEL" "${SUP[@]}" --quiet "$@"; }
@@ -38,6 +38,9 @@ $PY -m cina.cli evaluate --model "$MODEL" --quiet --suite synthetic --corpus "$E
 # means) on all 1000 (ihdp-1000/)
 ev --suite ihdp --limit 100 --data-dir "$DATA" --out "$OUT/ihdp" --estimators $ALL
 $PY -m cina.cli evaluate --model "$MODEL" --quiet --suite ihdp --data-dir "$DATA" --out "$OUT/ihdp-1000" --estimators dim cina-zs
+# IHDP-100, the CFRNet protocol: the 672 train units of each of reps 1-100 are the dataset (ATE,
+# in-sample sqrt PEHE), the 75 test units are predicted (out-of-sample sqrt PEHE)
+ev --suite ihdp-100 --data-dir "$DATA" --out "$OUT/ihdp-100" --estimators $ALL
 # LaLonde (ATT against the experimental $1,794.34), RealCause (first 3 samples of each of the
 # three families; cross-fitted DML takes ~1 min per 16,000-unit sample here), Twins
 ev --suite lalonde --data-dir "$DATA" --out "$OUT/lalonde" --estimators $ALL
