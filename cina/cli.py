@@ -4,7 +4,7 @@
     torchrun --nproc_per_node=N -m cina.cli train ...      (DDP; gloo on CPU, nccl on GPU)
     cina estimate DATA.csv|DATA.tsv.gz|- --treatment COL --outcome COL [--covariates COL ...]
                   [--model default|fast|RUN_DIR_OR_CKPT] [--estimand ate|att] [--json]
-    cina evaluate --model M --suite {synthetic,ihdp,lalonde,realcause,twins,all} --out DIR
+    cina evaluate --model M --suite {synthetic,ihdp,ihdp-100,lalonde,realcause,twins,all} --out DIR
 
 Exit codes: 0 success, 2 bad input (one line on stderr naming the problem: a file, column, row,
 model file or output path), 1 other failures (one line for a training run stopped on a

@@ -2,21 +2,24 @@
 
     python scripts/results_table.py results/default_model          # every */results.csv below it
 
-Also prints the median seconds per dataset of each estimator and the zero-shot speed-up over
-cross-fitted DML (``aipw``) on the datasets both ran on. This is how the README's tables are made.
+Also prints the median seconds per dataset of each estimator, the zero-shot speed-up over
+cross-fitted DML (``aipw``) on the datasets both ran on, and, where the rows have them (results
+written before these columns existed do not), a second table of 95% interval coverage and mean
+sqrt PEHE in / out of sample. This is how the README's tables are made.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import math
 import statistics
 from collections import defaultdict
 from pathlib import Path
 
 from cina.eval.evaluate import summarise
 
-ORDER = ["dim", "ipw", "snipw", "or", "aipw", "svm", "cina-single", "cina-zs", "cina-zs-s"]
+ORDER = ["dim", "ipw", "snipw", "or", "aipw", "doubleml", "svm", "cina-single", "cina-zs", "cina-zs-s"]
 
 
 def load(root: Path) -> list[dict]:
@@ -25,7 +28,7 @@ def load(root: Path) -> list[dict]:
         folder = path.parent.name
         with path.open(newline="") as f:
             for r in csv.DictReader(f):
-                if r["abs_error"] in ("", None):
+                if r.get("abs_error") in ("", None):
                     continue
                 # two folders may both hold "synthetic-id" (different priors): name the folder
                 r["suite"] = r["suite"] if r["suite"].startswith(folder) else f"{folder}: {r['suite']}"
@@ -54,6 +57,25 @@ def main() -> None:
         cells = [f"{stats[s, e]['mae']:.3g} ± {stats[s, e]['mae_se']:.2g} ({stats[s, e]['n']})" if (s, e) in stats else ""
                  for e in names]
         print(f"| {s} | " + " | ".join(cells) + " |")
+    extra = {k: v for k, v in stats.items() if v.get("n_ci") or math.isfinite(v.get("pehe_in", math.nan))
+             or math.isfinite(v.get("pehe_out", math.nan))}
+    if extra:
+        print()
+        print("95% interval coverage (datasets with an interval) / mean sqrt PEHE in / out of sample:")
+        print()
+        print("| suite | " + " | ".join(names) + " |")
+        print("|---|" + "---:|" * len(names))
+        for s in suites:
+            cells = []
+            for e in names:
+                v = extra.get((s, e))
+                if v is None:
+                    cells.append("")
+                    continue
+                parts = [f"{v['coverage']:.2f} ({v['n_ci']})" if v["n_ci"] else "–"]
+                parts += [f"{v[k]:.3g}" if math.isfinite(v[k]) else "–" for k in ("pehe_in", "pehe_out")]
+                cells.append(" / ".join(parts))
+            print(f"| {s} | " + " | ".join(cells) + " |")
     print()
     print("median seconds per dataset: " + ", ".join(f"{e} {statistics.median(secs[e]):.3g}" for e in names))
     for zs in ("cina-zs", "cina-zs-s"):

@@ -107,8 +107,78 @@ def test_twins_truth_matches_source():
 
 
 @needs_data
+def test_ihdp_100_split_matches_source():
+    """ihdp/SOURCE.md: the CFRNet test split is 75 units per replication, each found in the
+    matching full replication (672 train + 75 test = 747); truths are means of mu1 - mu0."""
+    recs = list(bm.load_ihdp_100(DATA))
+    assert len(recs) == 100 and recs[0].name == "ihdp100-0001" and recs[0].suite == "ihdp-100"
+    with open(DATA / "ihdp" / "ihdp_true_ate.csv") as f:
+        table = {int(row["replication"]): row for row in csv.DictReader(f)}
+    with np.load(DATA / "ihdp" / "npz_100" / "ihdp_npci_1-100.test.npz") as z:
+        test_x, test_mu0, test_mu1 = z["x"], z["mu0"], z["mu1"]
+    full = {r.meta["replication"]: r for r in bm.load_ihdp(DATA, replications=range(1, 101))}
+    n_test_treated = set()
+    for r in recs:
+        rep = r.meta["replication"]
+        assert r.n_units == 672 and r.x_new.shape == (75, 25) and r.ite_new.shape == (75,)
+        rows = r.meta["test_rows"]
+        assert len(set(rows)) == 75 and r.n_units + len(rows) == 747
+        f = full[rep]
+        train = np.setdiff1d(np.arange(747), rows)
+        np.testing.assert_array_equal(r.x, f.x[train])
+        np.testing.assert_array_equal(r.x_new, test_x[:, :, rep - 1])
+        np.testing.assert_array_equal(f.x[rows], r.x_new)  # the test units are units of the replication
+        np.testing.assert_array_equal(r.ite, f.ite[train])
+        np.testing.assert_array_equal(r.ite_new, test_mu1[:, rep - 1] - test_mu0[:, rep - 1])
+        assert r.truth == pytest.approx(r.ite.mean(), rel=1e-12)
+        # train and test together are the whole replication: its ATE (ihdp_true_ate.csv) and 139 treated
+        assert (r.ite.sum() + r.ite_new.sum()) / 747 == pytest.approx(float(table[rep]["ate_mu"]), abs=1e-5)
+        n_test_treated.add(r.n_treated + int(f.t[rows].sum()))
+    assert n_test_treated == {139}
+    assert len({tuple(r.meta["test_rows"][:5]) for r in recs}) > 50  # a new split per replication
+    # setting A: the ATT over all 139 treated is exactly 4 (SOURCE.md); the train split's treated
+    # are most of them, so theirs is near 4 but not equal
+    att = next(bm.load_ihdp_100(DATA, replications=[1], estimand="att"))
+    assert att.truth == pytest.approx(att.ite[att.t == 1].mean()) and 0 < abs(att.truth - 4.0) < 0.1
+
+
+def test_ihdp_100_loader_on_a_tiny_folder(tmp_path):
+    """The split logic without the real files: 12 units, 2 replications, 3 test units each; a test
+    row that is not in the full replication is refused, naming it."""
+    rng = np.random.default_rng(0)
+    n, reps = 12, 2
+    x = rng.standard_normal((n, 25))
+    t = np.r_[np.ones(5), np.zeros(7)]
+    mu0, mu1 = rng.standard_normal((n, reps)), rng.standard_normal((n, reps)) + 4
+    yf = np.where(t[:, None] == 1, mu1, mu0) + 0.1
+    (tmp_path / "ihdp" / "npz_1000").mkdir(parents=True)
+    (tmp_path / "ihdp" / "npz_100").mkdir(parents=True)
+    np.savez(tmp_path / bm.IHDP_NPZ, x=x, t=t, yf=yf, ycf=yf, mu0=mu0, mu1=mu1)
+    pick = np.array([[2, 7, 11], [0, 5, 6]]).T  # (3 test units, 2 reps)
+    test = {"x": np.stack([x[pick[:, c]] for c in range(reps)], axis=2), "t": t[pick],
+            "yf": np.take_along_axis(yf, pick, 0), "mu0": np.take_along_axis(mu0, pick, 0),
+            "mu1": np.take_along_axis(mu1, pick, 0)}
+    np.savez(tmp_path / bm.IHDP_TEST_NPZ, **test)
+    recs = list(bm.load_ihdp_100(tmp_path))
+    assert [r.n_units for r in recs] == [9, 9] and [list(r.meta["test_rows"]) for r in recs] == [[2, 7, 11], [0, 5, 6]]
+    keep = np.setdiff1d(np.arange(n), [0, 5, 6])
+    np.testing.assert_array_equal(recs[1].y, yf[keep, 1])
+    assert recs[1].truth == pytest.approx(np.mean(mu1[keep, 1] - mu0[keep, 1]))
+    np.testing.assert_array_equal(recs[1].ite_new, mu1[[0, 5, 6], 1] - mu0[[0, 5, 6], 1])
+    assert next(bm.load_suite("ihdp-100", tmp_path, replications=[2])).name == "ihdp100-0002"
+    test["mu0"] = test["mu0"].copy()
+    test["mu0"][1, 1] += 1e-9
+    np.savez(tmp_path / bm.IHDP_TEST_NPZ, **test)
+    with pytest.raises(ValueError, match=r"replication 2: test row 1 is found 0 times"):
+        list(bm.load_ihdp_100(tmp_path))
+    with pytest.raises(ValueError, match="replication 3 out of range 1..2"):
+        next(bm.load_ihdp_100(tmp_path, replications=[3]))
+
+
+@needs_data
 def test_load_suite_dispatch():
     assert next(bm.load_suite("ihdp", DATA, replications=[3])).name == "ihdp-0003"
+    assert next(bm.load_suite("ihdp-100", DATA, replications=[3])).name == "ihdp100-0003"
     assert next(bm.load_suite("lalonde", DATA, samples=["psid1"])).name == "lalonde-psid1"
     with pytest.raises(KeyError, match="unknown suite 'acic'"):
         bm.load_suite("acic", DATA)

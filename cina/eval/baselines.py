@@ -26,7 +26,16 @@ Estimators (registry names in `BASELINES`):
 ``aipw``   cross-fitted AIPW = DML for the ATE/ATT in the interactive model (Chernozhukov et al.
            2018, §5.1), early-stopped gradient-boosting nuisances, K = 5 stratified folds.
 ``svm``    SVM optimal balancing (Tarr & Imai 2021): normalised SVM dual weights, RBF kernel.
+``doubleml`` the same cross-fitted DML through DoubleML's `DoubleMLIRM` (the field's reference
+           implementation; optional package ``doubleml``) with our AIPW's learners and folds.
 ========== ==================================================================================
+
+Intervals and CATE: every estimator with an analytic ``se`` gives the normal-approximation
+interval `BaselineResult.ci`. Estimators with outcome models (``or``, ``or-boost``, ``aipw``,
+``doubleml``; `CATE_BASELINES`) give unit effects ``BaselineResult.cate = mu1 - mu0`` (out of
+fold for the cross-fitted ones) and, for new units passed as ``estimate(..., x_new=X)``,
+``BaselineResult.cate_new``: the arm models' predictions (averaged over the K fold models for
+the cross-fitted ones). Asking another estimator for ``x_new`` raises a ValueError.
 
 Propensity clipping: every estimator that divides by a fitted propensity clips it into
 ``[clip, 1 - clip]`` (default ``clip = 0.01``) before use; the clipped values are what
@@ -34,13 +43,15 @@ Propensity clipping: every estimator that divides by a fitted propensity clips i
 
 scikit-learn is an optional dependency (the ``baselines`` extra): it is imported inside the
 functions that need it, so ``import cina.eval.baselines`` and the difference in means work without
-it; the others raise an ImportError naming the extra.
+it; the others raise an ImportError naming the extra. So is DoubleML (also in the extra): only
+``doubleml`` imports it, when it runs; `doubleml_available` says whether it can.
 """
 
 from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -54,7 +65,10 @@ __all__ = [
     "OutcomeRegression",
     "AIPW",
     "SVMBalancing",
+    "DoubleMLIRM",
     "BASELINES",
+    "CATE_BASELINES",
+    "doubleml_available",
     "make_baseline",
     "run_baseline",
     "bootstrap_se",
@@ -65,6 +79,16 @@ __all__ = [
 
 ESTIMANDS = ("ate", "att")
 EXTRA_HINT = "install the optional extra: pip install 'causalgen[baselines]' (or: pip install scikit-learn)"
+
+
+DOUBLEML_HINT = "install it: pip install doubleml (or the optional extra: pip install 'causalgen[baselines]')"
+
+
+def doubleml_available() -> bool:
+    """Whether the optional DoubleML package can be imported (the ``doubleml`` baseline needs it)."""
+    import importlib.util
+
+    return importlib.util.find_spec("doubleml") is not None
 
 
 def _sklearn(what: str):
@@ -97,6 +121,7 @@ class BaselineResult:
             to one) except Horvitz-Thompson IPW.
         propensity: (N,) fitted (clipped) P(T=1 | x) where one was fitted, else None.
         mu0, mu1: (N,) fitted E[Y | x, T=0/1] (out-of-fold for AIPW), else None.
+        cate_new: (M,) predicted mu1 - mu0 of the new units given as ``x_new``, else None.
         info: small dict of diagnostics (parameters, effective sample sizes, subsampling...).
     """
 
@@ -109,11 +134,28 @@ class BaselineResult:
     propensity: np.ndarray | None = None
     mu0: np.ndarray | None = None
     mu1: np.ndarray | None = None
+    cate_new: np.ndarray | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ate(self) -> float:
         return self.estimate
+
+    @property
+    def cate(self) -> np.ndarray | None:
+        """(N,) unit effects ``mu1 - mu0`` of the dataset's units, where both were fitted, else None."""
+        if self.mu0 is None or self.mu1 is None:
+            return None
+        return self.mu1 - self.mu0
+
+    def ci(self, level: float = 0.95) -> tuple[float, float]:
+        """Normal-approximation interval ``estimate +- z se`` at ``level`` ((NaN, NaN) without se)."""
+        if not 0 < level < 1:
+            raise ValueError(f"level must be in (0, 1), got {level!r}")
+        from statistics import NormalDist
+
+        z = NormalDist().inv_cdf(0.5 + level / 2)
+        return (self.estimate - z * self.se, self.estimate + z * self.se)
 
 
 def _check_estimand(estimand: str) -> str:
@@ -162,22 +204,42 @@ def _weighted_effect(w: np.ndarray, t: np.ndarray, y: np.ndarray) -> float:
     return float(w[t == 1] @ y[t == 1] - w[t == 0] @ y[t == 0])
 
 
+def _check_new_units(x_new, d: int) -> np.ndarray:
+    xn = np.asarray(x_new, dtype=np.float64)
+    xn = xn[:, None] if xn.ndim == 1 and d == 1 else xn
+    if xn.ndim != 2 or xn.shape[1] != d:
+        raise ValueError(f"x_new: expected (M, {d}) like x, got shape {xn.shape}")
+    if not np.isfinite(xn).all():
+        raise ValueError("x_new: contains NaN or inf")
+    return xn
+
+
 class _Baseline:
     """Shared plumbing: estimand handling and timing."""
 
     name = "baseline"
+    #: True where the estimator fits outcome models, so it gives ``cate`` and accepts ``x_new``
+    gives_cate = False
 
     def __init__(self, estimand: str = "ate"):
         self.estimand = _check_estimand(estimand)
 
-    def estimate(self, x, t, y, estimand: str | None = None) -> BaselineResult:
+    def estimate(self, x, t, y, estimand: str | None = None, *, x_new=None) -> BaselineResult:
         """Estimate the ATE (or ATT) from covariates x (N, d), treatment t (N,), outcome y (N,).
 
-        ``estimand`` overrides the one given at construction for this call.
+        ``estimand`` overrides the one given at construction for this call. ``x_new`` (M, d):
+        new units whose CATE to predict (``BaselineResult.cate_new``; estimators with outcome
+        models only, `gives_cate`).
         """
         est = _check_estimand(estimand or self.estimand)
+        kwargs = {}
+        if x_new is not None:
+            if not self.gives_cate:
+                raise ValueError(f"x_new: {self.name} fits no outcome models, so it predicts no unit effects; "
+                                 f"the estimators that do: {', '.join(CATE_BASELINES)}")
+            kwargs["x_new"] = _check_new_units(x_new, np.asarray(x).shape[1] if np.ndim(x) == 2 else 1)
         start = time.perf_counter()
-        res = self._estimate(x, t, y, est)
+        res = self._estimate(x, t, y, est, **kwargs)
         res.seconds = time.perf_counter() - start
         return res
 
@@ -323,7 +385,10 @@ class OutcomeRegression(_Baseline):
 
     ATE = mean over all units of mu1(x) - mu0(x). ATT = mean over the treated of y - mu0(x)
     (the observed treated outcomes stand in for mu1). No analytic SE (NaN; use `bootstrap_se`).
+    CATE: ``mu1 - mu0`` in-sample; new units (``x_new``) are predicted by the same models.
     """
+
+    gives_cate = True
 
     def __init__(self, learner: str = "t", model: str = "linear", max_iter: int = 100, random_state: int = 0,
                  estimand: str = "ate"):
@@ -341,24 +406,32 @@ class OutcomeRegression(_Baseline):
     def name(self) -> str:  # type: ignore[override]
         return "or" + ("-boost" if self.model == "boosting" else "") + ("-s" if self.learner == "s" else "")
 
-    def _estimate(self, x, t, y, estimand):
+    def _estimate(self, x, t, y, estimand, x_new=None):
         x, t, y = _check_data(x, t, y)
         _sklearn(f"cina.eval.baselines.OutcomeRegression ({self.name})")
         if self.learner == "t":
-            mu = []
-            for arm in (0.0, 1.0):
-                m = _regressor(self.model, self.random_state, self.max_iter).fit(x[t == arm], y[t == arm])
-                mu.append(m.predict(x))
-            mu0, mu1 = mu
+            models = [_regressor(self.model, self.random_state, self.max_iter).fit(x[t == arm], y[t == arm])
+                      for arm in (0.0, 1.0)]
+
+            def predict(z):
+                return models[0].predict(z), models[1].predict(z)
         else:
             m = _regressor(self.model, self.random_state, self.max_iter).fit(np.column_stack([x, t]), y)
-            mu0 = m.predict(np.column_stack([x, np.zeros_like(t)]))
-            mu1 = m.predict(np.column_stack([x, np.ones_like(t)]))
+
+            def predict(z):
+                return (m.predict(np.column_stack([z, np.zeros(len(z))])),
+                        m.predict(np.column_stack([z, np.ones(len(z))])))
+        mu0, mu1 = predict(x)
         if estimand == "ate":
             tau = float(np.mean(mu1 - mu0))
         else:
             tau = float(np.mean(y[t == 1] - mu0[t == 1]))
-        return BaselineResult(self.name, estimand, tau, mu0=mu0, mu1=mu1, info={"learner": self.learner, "model": self.model})
+        cate_new = None
+        if x_new is not None:
+            new0, new1 = predict(x_new)
+            cate_new = new1 - new0
+        return BaselineResult(self.name, estimand, tau, mu0=mu0, mu1=mu1, cate_new=cate_new,
+                              info={"learner": self.learner, "model": self.model})
 
 
 # --------------------------------------------------------------------------------------------
@@ -383,6 +456,9 @@ class AIPW(_Baseline):
     * ATE: ``mu1 - mu0 + t (y - mu1) / e - (1 - t) (y - mu0) / (1 - e)``.
     * ATT: ``[t (y - mu0) - (1 - t) e / (1 - e) (y - mu0)] / P(T=1)``.
 
+    CATE: the out-of-fold ``mu1 - mu0`` of the dataset's units; new units (``x_new``) get the
+    mean of the K fold models' predicted ``mu1 - mu0``.
+
     Args:
         n_folds: K (default 5). clip: propensity clipping (default 0.01).
         max_iter: maximum boosting iterations of the default nuisance models.
@@ -391,6 +467,7 @@ class AIPW(_Baseline):
     """
 
     name = "aipw"
+    gives_cate = True
 
     def __init__(self, n_folds: int = 5, clip: float = 0.01, max_iter: int = 100, early_stopping: bool = True,
                  random_state: int = 0, propensity_model=None, outcome_model=None, estimand: str = "ate"):
@@ -408,6 +485,8 @@ class AIPW(_Baseline):
         self.outcome_model = outcome_model
 
     def _models(self):
+        """Unfitted (propensity, outcome) learners: the defaults of the class docstring, or
+        clones of the ones given. `DoubleMLIRM` uses the same."""
         from sklearn.base import clone
         from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
@@ -418,24 +497,36 @@ class AIPW(_Baseline):
                else HistGradientBoostingRegressor(**hgb))
         return prop, out
 
-    def _estimate(self, x, t, y, estimand):
+    def folds(self, t, seed=None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The K (train, test) row-index pairs of the cross-fitting: stratified by t, shuffled
+        with ``random_state`` (or ``seed``, if given)."""
+        from sklearn.model_selection import StratifiedKFold
+
+        ti = np.asarray(t).astype(int)
+        n_min = int(min(ti.sum(), len(ti) - ti.sum()))
+        if n_min < self.n_folds:
+            raise ValueError(f"{type(self).__name__} with {self.n_folds} folds needs >= {self.n_folds} units per arm, "
+                             f"got {n_min}")
+        split = StratifiedKFold(self.n_folds, shuffle=True, random_state=self.random_state if seed is None else seed)
+        return list(split.split(np.zeros((len(ti), 1)), ti))
+
+    def _estimate(self, x, t, y, estimand, x_new=None):
         x, t, y = _check_data(x, t, y)
         _sklearn("cina.eval.baselines.AIPW")
         from sklearn.base import clone
-        from sklearn.model_selection import StratifiedKFold
 
-        n_min = int(min(t.sum(), len(t) - t.sum()))
-        if n_min < self.n_folds:
-            raise ValueError(f"AIPW with {self.n_folds} folds needs >= {self.n_folds} units per arm, got {n_min}")
         e, mu0, mu1 = np.empty_like(y), np.empty_like(y), np.empty_like(y)
-        folds = StratifiedKFold(self.n_folds, shuffle=True, random_state=self.random_state)
         ti = t.astype(int)
-        for train, test in folds.split(x, ti):
+        cate_new = None if x_new is None else np.zeros(len(x_new))
+        for train, test in self.folds(ti):
             prop, out = self._models()
             e[test] = prop.fit(x[train], ti[train]).predict_proba(x[test])[:, 1]
             for arm, target in ((0, mu0), (1, mu1)):
                 rows = train[ti[train] == arm]
-                target[test] = clone(out).fit(x[rows], y[rows]).predict(x[test])
+                model = clone(out).fit(x[rows], y[rows])
+                target[test] = model.predict(x[test])
+                if x_new is not None:
+                    cate_new += (1.0 if arm == 1 else -1.0) * model.predict(x_new) / self.n_folds
         e = np.clip(e, self.clip, 1.0 - self.clip)
         if estimand == "ate":
             psi = mu1 - mu0 + t * (y - mu1) / e - (1.0 - t) * (y - mu0) / (1.0 - e)
@@ -444,8 +535,102 @@ class AIPW(_Baseline):
             num = t * (y - mu0) - (1.0 - t) * e / (1.0 - e) * (y - mu0)
             tau = float(num.mean() / t.mean())
             se = _ratio_se(num, t, tau)
-        return BaselineResult(self.name, estimand, tau, se=se, propensity=e, mu0=mu0, mu1=mu1,
+        return BaselineResult(self.name, estimand, tau, se=se, propensity=e, mu0=mu0, mu1=mu1, cate_new=cate_new,
                               info={"n_folds": self.n_folds, "clip": self.clip})
+
+
+# --------------------------------------------------------------------------------------------
+# the reference implementation: DoubleML's interactive regression model
+
+
+def _doubleml(what: str):
+    """Import DoubleML lazily, with an error that names the package."""
+    try:
+        import doubleml
+    except ImportError as err:
+        raise ImportError(f"{what} needs the doubleml package, which is not installed; {DOUBLEML_HINT}") from err
+    return doubleml
+
+
+class DoubleMLIRM(AIPW):
+    """The cross-fitted DML estimate of `AIPW`, computed by DoubleML's ``DoubleMLIRM``.
+
+    DoubleML (Bach, Chernozhukov, Kurz & Spindler, JMLR 2022) is the reference implementation of
+    Chernozhukov et al. (2018); this row lets the scoreboard check our own DML numbers against it.
+    Everything that is a modelling choice is ours, so the two rows differ only in the
+    implementation: the learners are `AIPW`'s (the same sklearn estimators and hyper-parameters,
+    `AIPW._models`), the K = ``n_folds`` folds are `AIPW.folds` (stratified by t, seeded by
+    ``random_state``; DoubleML's own default split is the same stratified K-fold, but drawn from
+    NumPy's global random state), and propensities are clipped into ``[clip, 1 - clip]``
+    (DoubleML's ``PSProcessorConfig(clipping_threshold=clip)``). Score ``"ATE"``, or ``"ATTE"``
+    for the ATT (e.g. LaLonde).
+
+    ``n_rep > 1`` repeats the cross-fitting on ``n_rep`` splits (seeds ``random_state``,
+    ``random_state + 1``, ...) and reports DoubleML's median aggregate.
+
+    Result: ``estimate`` = ``coef``, ``se`` = DoubleML's standard error, ``ci(0.95)`` its 95%
+    interval (``confint``, the same normal approximation; ``info["confint"]`` holds DoubleML's
+    numbers), ``propensity``, ``mu0``, ``mu1`` its out-of-fold predictions (mean over the
+    repetitions), so ``cate`` = mu1 - mu0; ``cate_new`` for ``x_new`` = the mean over every fold
+    model of the predicted mu1 - mu0 (as `AIPW`). Needs the optional ``doubleml`` package
+    (`doubleml_available`); the error names it.
+    """
+
+    name = "doubleml"
+
+    def __init__(self, n_folds: int = 5, clip: float = 0.01, max_iter: int = 100, early_stopping: bool = True,
+                 random_state: int = 0, propensity_model=None, outcome_model=None, n_rep: int = 1,
+                 estimand: str = "ate"):
+        super().__init__(n_folds=n_folds, clip=clip, max_iter=max_iter, early_stopping=early_stopping,
+                         random_state=random_state, propensity_model=propensity_model, outcome_model=outcome_model,
+                         estimand=estimand)
+        if not 0.0 < clip < 0.5:  # DoubleML refuses 0
+            raise ValueError(f"clip must be in (0, 0.5) for DoubleML, got {clip!r}")
+        if int(n_rep) < 1:
+            raise ValueError(f"n_rep must be >= 1, got {n_rep!r}")
+        self.n_rep = int(n_rep)
+
+    def _estimate(self, x, t, y, estimand, x_new=None):
+        x, t, y = _check_data(x, t, y)
+        _sklearn("cina.eval.baselines.DoubleMLIRM")
+        dml = _doubleml("cina.eval.baselines.DoubleMLIRM (the doubleml baseline)")
+        from doubleml.utils import PSProcessorConfig
+
+        base = self.random_state if isinstance(self.random_state, (int, np.integer)) else None
+        splits = [self.folds(t, seed=None if base is None else int(base) + r) for r in range(self.n_rep)]
+        prop, out = self._models()
+        data = dml.DoubleMLData.from_arrays(x, y, t)
+        model = dml.DoubleMLIRM(data, ml_g=out, ml_m=prop, n_folds=self.n_folds, n_rep=self.n_rep,
+                                score="ATE" if estimand == "ate" else "ATTE",
+                                ps_processor_config=PSProcessorConfig(clipping_threshold=self.clip),
+                                draw_sample_splitting=False)
+        model.set_sample_splitting(splits if self.n_rep > 1 else splits[0])
+        with warnings.catch_warnings():
+            # DoubleML's own use of soon-deprecated pandas/sklearn API says nothing about this estimate
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"doubleml(\.|$)")
+            warnings.filterwarnings("ignore", category=FutureWarning, module=r"doubleml(\.|$)")
+            # fit() also computes the elements of DoubleML's sensitivity analysis (not used here,
+            # and not part of coef or se); it warns when their nu2 comes out negative
+            warnings.filterwarnings("ignore", message="The estimated nu2", category=UserWarning)
+            model.fit(store_predictions=True, store_models=x_new is not None)
+            confint = model.confint(level=0.95).to_numpy()[0]
+        preds = model.predictions
+        mu0 = np.asarray(preds["ml_g0"])[:, :, 0].mean(1)
+        mu1 = np.asarray(preds["ml_g1"])[:, :, 0].mean(1)
+        e = np.asarray(preds["ml_m"])[:, :, 0].mean(1)
+        cate_new = None
+        if x_new is not None:
+            fitted = model.models
+            d_col = data.d_cols[0]
+            g0 = [m for rep in fitted["ml_g0"][d_col] for m in rep]
+            g1 = [m for rep in fitted["ml_g1"][d_col] for m in rep]
+            cate_new = np.mean([m1.predict(x_new) - m0.predict(x_new) for m0, m1 in zip(g0, g1)], axis=0)
+        return BaselineResult(self.name, estimand, float(model.coef[0]), se=float(model.se[0]), propensity=e, mu0=mu0,
+                              mu1=mu1, cate_new=cate_new,
+                              info={"n_folds": self.n_folds, "n_rep": self.n_rep, "clip": self.clip,
+                                    "score": "ATE" if estimand == "ate" else "ATTE",
+                                    "confint": (float(confint[0]), float(confint[1])),
+                                    "doubleml_version": getattr(dml, "__version__", "?")})
 
 
 # --------------------------------------------------------------------------------------------
@@ -651,7 +836,11 @@ BASELINES: dict[str, Callable[..., _Baseline]] = {
     "or-boost": lambda **kw: OutcomeRegression(learner="t", model="boosting", **kw),
     "aipw": AIPW,
     "svm": SVMBalancing,
+    "doubleml": DoubleMLIRM,
 }
+
+#: the registered estimators that give unit effects (``cate``) and accept ``x_new``
+CATE_BASELINES = ("or", "or-boost", "aipw", "doubleml")
 
 
 def make_baseline(name: str, **params) -> _Baseline:
@@ -661,9 +850,9 @@ def make_baseline(name: str, **params) -> _Baseline:
     return BASELINES[name](**params)
 
 
-def run_baseline(name: str, x, t, y, estimand: str = "ate", **params) -> BaselineResult:
-    """``make_baseline(name, **params).estimate(x, t, y, estimand)``."""
-    return make_baseline(name, **params).estimate(x, t, y, estimand)
+def run_baseline(name: str, x, t, y, estimand: str = "ate", *, x_new=None, **params) -> BaselineResult:
+    """``make_baseline(name, **params).estimate(x, t, y, estimand, x_new=x_new)``."""
+    return make_baseline(name, **params).estimate(x, t, y, estimand, x_new=x_new)
 
 
 def bootstrap_se(estimator: _Baseline, x, t, y, *, n_boot: int = 50, estimand: str | None = None,

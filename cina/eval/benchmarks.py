@@ -13,6 +13,12 @@ Protocols (truths as in each SOURCE.md):
   same 747 units (139 treated) and 25 covariates (x14 is coded 1/2, kept as stored); outcome
   ``yf``; truth ``mean(mu1 - mu0)`` over all units (ATE; mean over the 1000 reps 4.40) or over
   the treated (ATT, exactly 4 in setting A). Metric: MAE over replications.
+* ``ihdp-100`` -- the CFRNet IHDP-100 protocol (Shalit et al. 2017) on replications 1-100: the
+  75 test units of each replication are ``ihdp/npz_100/ihdp_npci_1-100.test.npz``; the 672
+  train units (whose file is not public) are the rest of the same replication of ``npz_1000``,
+  every test row being found there exactly once (covariates, t, mu0, mu1; ihdp/SOURCE.md). The
+  record is the 672 train units (ATE or ATT over them; in-sample CATE error), the test units
+  ride along as new units (``x_new``, ``ite_new``: out-of-sample CATE error, sqrt PEHE).
 * ``lalonde`` -- real data. The randomised Dehejia-Wahba NSW sample (``nsw``, 445 units) and the
   observational combinations of its 185 treated with a survey comparison group (``psid1``:
   2490 PSID-1 controls, ``cps1``: 15992 CPS-1 controls; also psid2/3, cps2/3). 8 covariates
@@ -60,6 +66,7 @@ __all__ = [
     "default_data_dir",
     "resolve_data_dir",
     "load_ihdp",
+    "load_ihdp_100",
     "load_lalonde",
     "load_realcause",
     "load_twins",
@@ -73,7 +80,7 @@ __all__ = [
 ]
 
 ENV_VAR = "CINA_BENCHMARKS"
-SUITES = ("ihdp", "lalonde", "realcause", "twins", "synthetic")
+SUITES = ("ihdp", "ihdp-100", "lalonde", "realcause", "twins", "synthetic")
 ESTIMANDS = ("ate", "att")
 
 LALONDE_COVARIATES = ("age", "education", "black", "hispanic", "married", "nodegree", "re74", "re75")
@@ -95,6 +102,7 @@ TWINS_TAIL = ("T", "y0", "y1", "yf", "y_cf", "Propensity")
 TWINS_ATE = -0.025200267  # mean(y1 - y0) over all 11984 pairs (twins/SOURCE.md)
 IHDP_NPZ = Path("ihdp", "npz_1000", "ihdp_npci_1-1000_riesznet.npz")
 IHDP_REPS = 1000
+IHDP_TEST_NPZ = Path("ihdp", "npz_100", "ihdp_npci_1-100.test.npz")
 
 
 # --------------------------------------------------------------------------------------------
@@ -115,9 +123,12 @@ class BenchmarkDataset:
         truth: the true effect for ``estimand``, in the units of y.
         estimand: ``"ate"`` or ``"att"``.
         ite: (N,) float64 unit-level effects (mu1 - mu0 or y1 - y0) where known, else None; lets
-            a subsample recompute its own truth.
+            a subsample recompute its own truth, and is what in-sample CATE is scored against.
         covariates: names of the columns of x (may be empty).
         meta: provenance (source file, replication / sample / seed, notes).
+        x_new: (M, d) new units of the same population, not part of the dataset (IHDP-100's
+            test units), whose effects ``ite_new`` (M,) out-of-sample CATE is scored against;
+            None for most suites.
     """
 
     name: str
@@ -130,6 +141,8 @@ class BenchmarkDataset:
     ite: np.ndarray | None = None
     covariates: tuple[str, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict)
+    x_new: np.ndarray | None = None
+    ite_new: np.ndarray | None = None
 
     @property
     def n_units(self) -> int:
@@ -257,6 +270,74 @@ def load_ihdp(data_dir=None, replications: Iterable[int] | None = None, estimand
             name=f"ihdp-{r:04d}", suite="ihdp", x=x, t=t, y=yf[:, r - 1].copy(), truth=_truth(ite, t, estimand),
             estimand=estimand, ite=ite, covariates=tuple(f"x{i}" for i in range(1, x.shape[1] + 1)),
             meta={"replication": r, "source": str(path)},
+        )
+
+
+def _match_rows(full: np.ndarray, part: np.ndarray, what: str) -> np.ndarray:
+    """Index into ``full`` of each row of ``part`` (exact equality of every column); ValueError
+    naming the row when a row of ``part`` is found zero or several times."""
+    index: dict[bytes, list[int]] = {}
+    for i, row in enumerate(np.ascontiguousarray(full)):
+        index.setdefault(row.tobytes(), []).append(i)
+    out = np.empty(len(part), dtype=np.int64)
+    for i, row in enumerate(np.ascontiguousarray(part)):
+        hits = index.get(row.tobytes(), [])
+        if len(hits) != 1:
+            raise ValueError(f"{what}: test row {i} is found {len(hits)} times in the full replication (expected once)")
+        out[i] = hits[0]
+    if len(np.unique(out)) != len(out):
+        raise ValueError(f"{what}: two test rows match the same unit of the full replication")
+    return out
+
+
+def load_ihdp_100(data_dir=None, replications: Iterable[int] | None = None, estimand: str = "ate") -> Iterator[BenchmarkDataset]:
+    """The CFRNet IHDP-100 train/test protocol on replications 1-100 (default all), ``ihdp-100``.
+
+    Per replication r: the 75 test units are column r-1 of ``ihdp/npz_100/ihdp_npci_1-100.test.npz``
+    (keys x (75, 25, 100), t, yf, mu0, mu1 (75, 100)); each is located in replication r of
+    ``npz_1000`` by exact equality of its covariates, treatment, mu0 and mu1 (ihdp/SOURCE.md:
+    every test row is there; a row found zero or several times, or whose yf disagrees, raises a
+    ValueError naming it), and the other 672 units are the train split. Record ``ihdp100-000r``:
+    x, t, y = yf of the 672 train units (in the order of ``npz_1000``), ite = their mu1 - mu0,
+    truth = mean(ite) (ATE) or its mean over the treated (ATT); x_new, ite_new = the 75 test units'
+    covariates and mu1 - mu0. ``meta["test_rows"]``: the test units' rows in ``npz_1000``.
+    """
+    _check_estimand(estimand)
+    root = resolve_data_dir(data_dir)
+    path = _require(root / IHDP_TEST_NPZ, "IHDP-100 (CFRNet) test npz")
+    full_path = _require(root / IHDP_NPZ, "IHDP 1000-replication npz (the train units of IHDP-100)")
+    with np.load(path) as z:
+        missing = [k for k in ("x", "t", "yf", "mu0", "mu1") if k not in z.files]
+        if missing:
+            raise KeyError(f"{path}: missing array(s) {missing}; has {z.files}")
+        tx, tt, tyf, tmu0, tmu1 = (np.asarray(z[k], dtype=np.float64) for k in ("x", "t", "yf", "mu0", "mu1"))
+    if tx.ndim != 3 or tt.shape != tx.shape[::2] or tx.shape[1] != 25:
+        raise ValueError(f"{path}: expected x (M, 25, R) and t (M, R), got {tx.shape} and {tt.shape}")
+    with np.load(full_path) as z:
+        x = np.asarray(z["x"], dtype=np.float64)
+        t = np.asarray(z["t"], dtype=np.float64)
+        yf, mu0, mu1 = (np.asarray(z[k], dtype=np.float64) for k in ("yf", "mu0", "mu1"))
+    n_reps = tx.shape[2]
+    reps = range(1, n_reps + 1) if replications is None else replications
+    for r in reps:
+        r = int(r)
+        if not 1 <= r <= n_reps:
+            raise ValueError(f"{path}: replication {r} out of range 1..{n_reps}")
+        c = r - 1
+        what = f"{path} replication {r}"
+        test_rows = _match_rows(np.column_stack([x, t, mu0[:, c], mu1[:, c]]),
+                                np.column_stack([tx[:, :, c], tt[:, c], tmu0[:, c], tmu1[:, c]]), what)
+        if not np.array_equal(yf[test_rows, c], tyf[:, c]):
+            raise ValueError(f"{what}: the test units' yf differ from the full replication's")
+        train = np.setdiff1d(np.arange(len(t)), test_rows)
+        ti = _binary(full_path, "t", t[train])
+        ite = mu1[train, c] - mu0[train, c]
+        yield BenchmarkDataset(
+            name=f"ihdp100-{r:04d}", suite="ihdp-100", x=x[train], t=ti, y=yf[train, c].copy(),
+            truth=_truth(ite, ti, estimand), estimand=estimand, ite=ite,
+            covariates=tuple(f"x{i}" for i in range(1, x.shape[1] + 1)),
+            meta={"replication": r, "source": f"{full_path} minus the test units of {path}", "test_rows": test_rows},
+            x_new=tx[:, :, c].copy(), ite_new=tmu1[:, c] - tmu0[:, c],
         )
 
 
@@ -533,6 +614,8 @@ def load_suite(name: str, data_dir=None, **kwargs) -> Iterator[BenchmarkDataset]
     """
     if name == "ihdp":
         return load_ihdp(data_dir, **kwargs)
+    if name == "ihdp-100":
+        return load_ihdp_100(data_dir, **kwargs)
     if name == "lalonde":
         return load_lalonde(data_dir, **kwargs)
     if name == "realcause":

@@ -5,16 +5,34 @@ Protocol
 * Datasets come from `cina.eval.benchmarks` (IHDP, LaLonde, RealCause, Twins, synthetic in- and
   out-of-distribution suites); truths as documented there and in each SOURCE.md.
 * Estimators: ``dim``, ``ipw``, ``snipw``, ``or``, ``aipw`` (cross-fitted DML with boosted
-  nuisances), ``svm`` (Tarr & Imai balancing), ``cina-single`` (Algorithm 1, per dataset),
-  ``cina-zs`` (the pretrained model, zero-shot, one forward pass) and ``cina-zs-s`` (a supervised
-  ZS-S model, when ``--model-supervised`` is given).
+  nuisances), ``doubleml`` (the same DML by DoubleML's ``DoubleMLIRM``, the field's reference
+  implementation, with the same learners and folds; skipped with a warning when the optional
+  ``doubleml`` package is missing), ``svm`` (Tarr & Imai balancing), ``cina-single`` (Algorithm
+  1, per dataset), ``cina-zs`` (the pretrained model, zero-shot, one forward pass) and
+  ``cina-zs-s`` (a supervised ZS-S model, when ``--model-supervised`` is given).
+* Intervals: ``se`` is the estimator's standard error where it has one (Welch for ``dim``, the
+  influence function for ``ipw``, ``snipw``, ``aipw``, DoubleML's for ``doubleml``,
+  `Estimate.se` for CInA models with an outcome head); ``ci_low``, ``ci_high`` the 95%
+  normal-approximation interval and ``covered`` 1 / 0 whether it holds the truth. Empty where the
+  estimator gives no interval (``or``, ``svm``, ``cina-single``, models without an outcome head).
+* CATE: ``pehe_in`` = sqrt PEHE, the root mean squared error of the estimator's unit effects on
+  the dataset's units against the known unit effects (IHDP: mu1 - mu0; synthetic, RealCause,
+  Twins: y1 - y0), for the estimators with outcome models (``or``, ``aipw``, ``doubleml``: mu1 -
+  mu0 of their fitted, for the cross-fitted ones out-of-fold, models; CInA with an outcome head:
+  `Estimate.cate`). ``pehe_out``: the same on a suite's new units (``ihdp-100``: the 75 CFRNet
+  test units of each replication), predicted without their outcomes (`Estimate.cate_new` via
+  ``x_new``; the baselines' arm models, averaged over the fold models when cross-fitted).
+  Predicting the new units is inside ``seconds``.
 * Large datasets: CInA zero-shot runs at full size up to ``--max-units-zs`` units (its balancing
   layer is O(N) in memory, so 20,000 units fit), the per-dataset quadratic methods (``svm``,
   ``cina-single``) on a stratified subsample of at most ``--max-units-quadratic`` units; every
   subsampled row says so (``subsampled_from``) and its truth is recomputed on the subsample when
   unit effects are known. Everything else runs at full size.
 * Seconds are wall-clock per dataset, model loading excluded, nuisance fitting included.
-* Resumable: rows already in ``results.csv`` (same suite, dataset and estimator) are skipped.
+* Resumable: rows already in ``results.csv`` (same suite, dataset and estimator) are skipped. A
+  results.csv written by an older version (fewer columns) is rewritten under the current header
+  before rows are appended (its rows keep their values; the new columns stay empty), and every
+  reader here tolerates the old columns.
 """
 
 from __future__ import annotations
@@ -23,19 +41,23 @@ import csv
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
-BASELINE_ESTIMATORS = ("dim", "ipw", "snipw", "or", "aipw", "svm")
+BASELINE_ESTIMATORS = ("dim", "ipw", "snipw", "or", "aipw", "doubleml", "svm")
 CINA_ESTIMATORS = ("cina-single", "cina-zs", "cina-zs-s")
 ALL_ESTIMATORS = BASELINE_ESTIMATORS + CINA_ESTIMATORS
 QUADRATIC = ("svm", "cina-single")
-FIELDS = ["suite", "dataset", "estimator", "estimand", "estimate", "truth", "abs_error", "seconds", "n_units",
-          "n_covariates", "subsampled_from", "error"]
-SUITE_CHOICES = ("synthetic", "ihdp", "lalonde", "realcause", "twins", "all")
+FIELDS = ["suite", "dataset", "estimator", "estimand", "estimate", "truth", "abs_error", "se", "ci_low", "ci_high",
+          "covered", "pehe_in", "pehe_out", "seconds", "n_units", "n_covariates", "subsampled_from", "error"]
+#: the columns that older versions did not write (empty in their rows)
+INTERVAL_CATE_FIELDS = ("se", "ci_low", "ci_high", "covered", "pehe_in", "pehe_out")
+CI_LEVEL = 0.95
+SUITE_CHOICES = ("synthetic", "ihdp", "ihdp-100", "lalonde", "realcause", "twins", "all")
 
 
 @dataclass
@@ -70,6 +92,9 @@ def _records(suite: str, opts: EvalOptions):
     if suite == "ihdp":
         kwargs["replications"] = range(1, (opts.limit or 1000) + 1)
         kwargs["estimand"] = opts.estimand
+    elif suite == "ihdp-100":
+        kwargs["replications"] = range(1, min(opts.limit or 100, 100) + 1)
+        kwargs["estimand"] = opts.estimand
     elif suite == "lalonde":
         kwargs["estimand"] = "att"  # the experimental truth is an effect on the treated
     elif suite == "realcause":
@@ -80,13 +105,14 @@ def _records(suite: str, opts: EvalOptions):
         kwargs["estimand"] = opts.estimand
     it = bm.load_suite(suite, opts.data_dir, **kwargs)
     for k, rec in enumerate(it):
-        if opts.limit is not None and k >= opts.limit and suite not in ("ihdp", "realcause"):
+        if opts.limit is not None and k >= opts.limit and suite not in ("ihdp", "ihdp-100", "realcause"):
             return
         yield rec
 
 
 def suites_for(name: str, data_dir: str | None) -> list[str]:
-    """`all` = synthetic plus every real suite whose data folder is present."""
+    """`all` = synthetic plus every real suite whose data folder is present (``ihdp-100`` when
+    ``ihdp/npz_100`` is)."""
     if name != "all":
         return [name]
     from . import benchmarks as bm
@@ -99,7 +125,42 @@ def suites_for(name: str, data_dir: str | None) -> list[str]:
     for s in ("ihdp", "lalonde", "realcause", "twins"):
         if (Path(root) / s).exists():
             out.append(s)
+        if s == "ihdp" and (Path(root) / bm.IHDP_TEST_NPZ).is_file():
+            out.append("ihdp-100")
     return out
+
+
+@dataclass
+class Outcome:
+    """What one estimator gave on one dataset (`_Estimators.run`)."""
+
+    estimate: float
+    seconds: float
+    subsampled_from: int | None
+    truth: float
+    se: float = math.nan
+    ci: tuple[float, float] | None = None  #: the CI_LEVEL interval, None without one
+    cate: np.ndarray | None = None  #: (N,) unit effects of the units the estimator saw
+    cate_new: np.ndarray | None = None  #: (M,) unit effects of the record's new units
+    ite: np.ndarray | None = None  #: the truth for cate (the subsample's, if subsampled)
+    ite_new: np.ndarray | None = None
+
+
+def _interval(se: float, ci: tuple[float, float] | None) -> tuple[float, float] | None:
+    if ci is None or not (math.isfinite(se) and all(math.isfinite(v) for v in ci)):
+        return None
+    return (float(ci[0]), float(ci[1]))
+
+
+def pehe(cate: np.ndarray | None, ite: np.ndarray | None) -> float | None:
+    """sqrt PEHE: the root mean squared error of unit effects ``cate`` against the true ``ite``
+    (None when either is missing)."""
+    if cate is None or ite is None:
+        return None
+    cate, ite = np.asarray(cate, dtype=np.float64), np.asarray(ite, dtype=np.float64)
+    if cate.shape != ite.shape:
+        raise ValueError(f"pehe: {cate.shape[0]} unit effects against {ite.shape[0]} true ones")
+    return float(np.sqrt(np.mean((cate - ite) ** 2)))
 
 
 class _Estimators:
@@ -118,10 +179,21 @@ class _Estimators:
             self.models["cina-zs-s"] = CInA.load(resolve_model(model_supervised))
 
     def available(self, names: Iterable[str]) -> list[str]:
-        return [n for n in names if not (n in ("cina-zs", "cina-zs-s") and n not in self.models)]
+        out = []
+        for n in names:
+            if n in ("cina-zs", "cina-zs-s") and n not in self.models:
+                continue
+            if n == "doubleml":
+                from .baselines import DOUBLEML_HINT, doubleml_available
 
-    def run(self, name: str, rec) -> tuple[float, float, int | None, float]:
-        """(estimate, seconds, subsampled_from or None, truth used)."""
+                if not doubleml_available():
+                    warnings.warn(f"cina evaluate: the doubleml estimator is skipped: the doubleml package is not "
+                                  f"installed; {DOUBLEML_HINT}", stacklevel=3)
+                    continue
+            out.append(n)
+        return out
+
+    def run(self, name: str, rec) -> Outcome:
         from .benchmarks import subsample
 
         limit = self.opts.max_units_quadratic if name in QUADRATIC else (
@@ -131,11 +203,16 @@ class _Estimators:
             sub_from = rec.n_units
             rec = subsample(rec, limit, seed=self.opts.seed)
         x, t, y = rec.x, rec.t, rec.y
+        x_new = rec.x_new
+        extra: dict = {}
         start = time.perf_counter()
         if name in BASELINE_ESTIMATORS:
-            from .baselines import run_baseline
+            from .baselines import CATE_BASELINES, run_baseline
 
-            est = run_baseline(name, x, t, y, estimand=rec.estimand).estimate
+            res = run_baseline(name, x, t, y, estimand=rec.estimand,
+                               x_new=x_new if name in CATE_BASELINES else None)
+            est = res.estimate
+            extra = {"se": res.se, "ci": _interval(res.se, res.ci(CI_LEVEL)), "cate": res.cate, "cate_new": res.cate_new}
         elif name == "cina-single":
             from ..core.single import SingleDatasetCInA
 
@@ -146,17 +223,76 @@ class _Estimators:
             model = self.models[name]
             if x.shape[1] > model.config.max_features:
                 raise ValueError(f"{x.shape[1]} covariates > the model's max_features {model.config.max_features}")
-            est = float(model.estimate(x.astype(np.float32), t.astype(np.float32), y.astype(np.float32),
-                                       estimand=rec.estimand, compute_loss=False).ate)
-        return float(est), time.perf_counter() - start, sub_from, float(rec.truth)
+            with_head = getattr(model, "outcome", None) is not None
+            e = model.estimate(x.astype(np.float32), t.astype(np.float32), y.astype(np.float32),
+                               estimand=rec.estimand, compute_loss=False,
+                               x_new=x_new.astype(np.float32) if with_head and x_new is not None else None)
+            est = float(e.ate)
+            extra = {"se": float(e.se), "ci": _interval(float(e.se), e.ci(CI_LEVEL)), "cate": e.cate,
+                     "cate_new": e.cate_new}
+        seconds = time.perf_counter() - start
+        return Outcome(float(est), seconds, sub_from, float(rec.truth), ite=rec.ite, ite_new=rec.ite_new, **extra)
+
+
+def _read_rows(path: Path) -> tuple[list[str], list[dict]]:
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        return list(reader.fieldnames or []), rows
 
 
 def _done_rows(path: Path) -> tuple[set, list[dict]]:
+    """(finished (suite, dataset, estimator) keys, every row) of a results.csv of any version:
+    columns an older file lacks read as empty."""
     if not path.is_file():
         return set(), []
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
+    _, rows = _read_rows(path)
+    for r in rows:
+        for k in FIELDS:
+            if r.get(k) is None:
+                r[k] = ""
     return {(r["suite"], r["dataset"], r["estimator"]) for r in rows}, rows
+
+
+def _prepare_results(path: Path) -> list[str]:
+    """The header to append under: FIELDS for a new file; a file with other columns (an older
+    version's) is first rewritten under FIELDS (plus any extra columns it has, at the end), its
+    rows matched by column name, so appended rows never land under the wrong column."""
+    if not path.exists():
+        with path.open("w", newline="") as f:
+            csv.writer(f).writerow(FIELDS)
+        return list(FIELDS)
+    header, rows = _read_rows(path)
+    if header == FIELDS:
+        return list(FIELDS)
+    missing_key = [k for k in ("suite", "dataset", "estimator") if k not in header]
+    if missing_key:
+        raise ValueError(f"{path} is not a results.csv of cina evaluate: no column(s) {missing_key}")
+    fields = list(FIELDS) + [h for h in header if h not in FIELDS and h]
+    tmp = path.with_suffix(".csv.partial")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, restval="", extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows([{k: (v if v is not None else "") for k, v in r.items() if k is not None} for r in rows])
+    os.replace(tmp, path)
+    return fields
+
+
+def _fmt(v: float | None) -> str:
+    return "" if v is None or not math.isfinite(v) else repr(float(v))
+
+
+def _row_values(out: Outcome) -> dict:
+    ci = out.ci
+    return {
+        "estimate": out.estimate, "truth": out.truth, "abs_error": abs(out.estimate - out.truth), "seconds": out.seconds,
+        "subsampled_from": out.subsampled_from or "",
+        "se": _fmt(out.se) if ci is not None else "",
+        "ci_low": _fmt(ci[0]) if ci else "", "ci_high": _fmt(ci[1]) if ci else "",
+        "covered": "" if ci is None else int(ci[0] <= out.truth <= ci[1]),
+        "pehe_in": _fmt(pehe(out.cate, out.ite)), "pehe_out": _fmt(pehe(out.cate_new, out.ite_new)),
+        "error": "",
+    }
 
 
 def evaluate(model: str | None, out_dir: str | os.PathLike, opts: EvalOptions, *, model_supervised: str | None = None,
@@ -173,11 +309,9 @@ def evaluate(model: str | None, out_dir: str | os.PathLike, opts: EvalOptions, *
     unknown = [n for n in opts.estimators if n not in ALL_ESTIMATORS]
     if unknown:
         raise ValueError(f"unknown estimator {unknown[0]!r}; known: {', '.join(ALL_ESTIMATORS)}")
-    new_file = not results.exists()
+    fields = _prepare_results(results)
     with results.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=FIELDS)
-        if new_file:
-            writer.writeheader()
+        writer = csv.DictWriter(f, fieldnames=fields, restval="")
         for suite in suites_for(opts.suite, opts.data_dir):
             bar = tqdm(desc=f"evaluate {suite}", unit="dataset", disable=not progress)
             for rec in _records(suite, opts):
@@ -188,9 +322,7 @@ def evaluate(model: str | None, out_dir: str | os.PathLike, opts: EvalOptions, *
                     row = {"suite": rec.suite, "dataset": rec.name, "estimator": name, "estimand": rec.estimand,
                            "n_units": rec.n_units, "n_covariates": rec.n_covariates}
                     try:
-                        est, secs, sub_from, truth = runner.run(name, rec)
-                        row.update(estimate=est, truth=truth, abs_error=abs(est - truth), seconds=secs,
-                                   subsampled_from=sub_from or "", error="")
+                        row.update(_row_values(runner.run(name, rec)))
                     except Exception as exc:  # one failing estimator must not stop the run
                         row.update(estimate="", truth=rec.truth, abs_error="", seconds="", subsampled_from="",
                                    error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300])
@@ -206,8 +338,15 @@ def evaluate(model: str | None, out_dir: str | os.PathLike, opts: EvalOptions, *
 # ------------------------------------------------------------------ summary and plots
 
 
+def _values(rows: list[dict], key: str) -> np.ndarray:
+    return np.array([float(r[key]) for r in rows if r.get(key) not in ("", None)], dtype=np.float64)
+
+
 def summarise(rows: list[dict]) -> list[dict]:
-    """Per (suite, estimator): n, MAE, its standard error, mean rank, median seconds."""
+    """Per (suite, estimator): n, MAE, its standard error, mean rank, median seconds, and where the
+    rows have them (rows of older results.csv files do not) the coverage of the 95% intervals
+    (mean of ``covered`` over the ``n_ci`` rows with an interval) and the mean ``pehe_in`` /
+    ``pehe_out`` (NaN where there are none)."""
     ok = [r for r in rows if r.get("abs_error") not in ("", None)]
     by_dataset: dict[tuple, list[dict]] = {}
     for r in ok:
@@ -215,22 +354,31 @@ def summarise(rows: list[dict]) -> list[dict]:
     ranks: dict[tuple, list[float]] = {}
     for group in by_dataset.values():
         errs = np.array([float(r["abs_error"]) for r in group])
-        order = errs.argsort(kind="stable")
-        rank = np.empty(len(errs))
-        rank[order] = np.arange(1, len(errs) + 1)
+        # tied errors share their mean rank (aipw and doubleml tie when they agree to the last digit)
+        rank = np.array([1.0 + (errs < e).sum() + 0.5 * ((errs == e).sum() - 1) for e in errs])
         for r, k in zip(group, rank):
             ranks.setdefault((r["suite"], r["estimator"]), []).append(float(k))
     table = []
     keys = sorted({(r["suite"], r["estimator"]) for r in ok}, key=lambda k: (k[0], ALL_ESTIMATORS.index(k[1]) if k[1] in ALL_ESTIMATORS else 99))
     for suite, est in keys:
-        errs = np.array([float(r["abs_error"]) for r in ok if r["suite"] == suite and r["estimator"] == est])
-        secs = np.array([float(r["seconds"]) for r in ok if r["suite"] == suite and r["estimator"] == est])
+        mine = [r for r in ok if r["suite"] == suite and r["estimator"] == est]
+        errs = _values(mine, "abs_error")
+        secs = _values(mine, "seconds")
+        covered, p_in, p_out = _values(mine, "covered"), _values(mine, "pehe_in"), _values(mine, "pehe_out")
         table.append({
             "suite": suite, "estimator": est, "n": len(errs), "mae": float(errs.mean()),
             "mae_se": float(errs.std(ddof=1) / math.sqrt(len(errs))) if len(errs) > 1 else float("nan"),
-            "mean_rank": float(np.mean(ranks[(suite, est)])), "median_seconds": float(np.median(secs)),
+            "mean_rank": float(np.mean(ranks[(suite, est)])),
+            "median_seconds": float(np.median(secs)) if len(secs) else float("nan"),
+            "n_ci": len(covered), "coverage": float(covered.mean()) if len(covered) else float("nan"),
+            "pehe_in": float(p_in.mean()) if len(p_in) else float("nan"),
+            "pehe_out": float(p_out.mean()) if len(p_out) else float("nan"),
         })
     return table
+
+
+def _cell(v: float, fmt: str = ".3g") -> str:
+    return "–" if not math.isfinite(v) else format(v, fmt)
 
 
 def write_summary(results: Path, out: Path) -> Path:
@@ -239,12 +387,18 @@ def write_summary(results: Path, out: Path) -> Path:
     failures = [r for r in rows if r.get("error")]
     lines = ["# Evaluation summary", "",
              "MAE of the estimate against the truth (± its standard error over datasets), mean rank among the",
-             "estimators on the same datasets (1 = best), and median wall-clock seconds per dataset.", "",
-             "| suite | estimator | datasets | MAE ± SE | mean rank | median s / dataset |",
-             "|---|---|---:|---:|---:|---:|"]
+             "estimators on the same datasets (1 = best), median wall-clock seconds per dataset, the coverage",
+             "of the 95% confidence intervals (share of the datasets with an interval whose interval holds the",
+             "truth; their count in brackets), and the mean sqrt PEHE of the unit effects on the dataset's",
+             "units (in) and on new units (out). – = the estimator gives no interval / no unit effects.", "",
+             "| suite | estimator | datasets | MAE ± SE | mean rank | median s / dataset | 95% coverage | "
+             "sqrt PEHE in | sqrt PEHE out |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in table:
+        cover = f"{r['coverage']:.2f} ({r['n_ci']})" if r["n_ci"] else "–"
         lines.append(f"| {r['suite']} | {r['estimator']} | {r['n']} | {r['mae']:.4g} ± {r['mae_se']:.2g} | "
-                     f"{r['mean_rank']:.2f} | {r['median_seconds']:.3g} |")
+                     f"{r['mean_rank']:.2f} | {_cell(r['median_seconds'])} | {cover} | {_cell(r['pehe_in'], '.4g')} | "
+                     f"{_cell(r['pehe_out'], '.4g')} |")
     subs = sorted({(r["suite"], r["estimator"]) for r in rows if r.get("subsampled_from")})
     if subs:
         lines += ["", "Subsampled (dataset larger than the estimator's limit): " +
@@ -302,8 +456,10 @@ def _plots(rows: list[dict], table: list[dict], out: Path) -> None:
 
 def format_table(table: list[dict]) -> str:
     """The summary as a plain-text table (for the terminal)."""
-    lines = [f"{'suite':<16} {'estimator':<12} {'n':>5} {'MAE':>10} {'±SE':>9} {'rank':>6} {'s/dataset':>10}"]
+    lines = [f"{'suite':<16} {'estimator':<12} {'n':>5} {'MAE':>10} {'±SE':>9} {'rank':>6} {'s/dataset':>10} "
+             f"{'cover95':>8} {'pehe_in':>9} {'pehe_out':>9}"]
     for r in table:
         lines.append(f"{r['suite']:<16} {r['estimator']:<12} {r['n']:>5} {r['mae']:>10.4g} {r['mae_se']:>9.2g} "
-                     f"{r['mean_rank']:>6.2f} {r['median_seconds']:>10.3g}")
+                     f"{r['mean_rank']:>6.2f} {_cell(r['median_seconds']):>10} {_cell(r.get('coverage', math.nan), '.2f'):>8} "
+                     f"{_cell(r.get('pehe_in', math.nan), '.4g'):>9} {_cell(r.get('pehe_out', math.nan), '.4g'):>9}")
     return "\n".join(lines)
