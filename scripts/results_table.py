@@ -19,7 +19,7 @@ from pathlib import Path
 
 from cina.eval.evaluate import summarise
 
-ORDER = ["dim", "ipw", "snipw", "or", "aipw", "doubleml", "svm", "cina-single", "cina-zs", "cina-zs-s"]
+ORDER = ["dim", "ipw", "snipw", "or", "aipw", "doubleml", "svm", "cina-single", "cina-zs-w", "cina-zs", "cina-zs-s"]
 
 
 def load(root: Path) -> list[dict]:

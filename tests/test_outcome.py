@@ -200,6 +200,9 @@ def test_cli_writes_cate_and_reports_the_interval(model, task, tmp_path):
     text = subprocess.run([sys.executable, "-m", "cina.cli", "estimate", str(data), "--treatment", "t", "--outcome",
                            "y", "--model", str(tmp_path / "m")], capture_output=True, text=True, check=True).stdout
     assert "95% CI [" in text
+    no_head = dict(TINY, outcome_model=False, outcome_weight=0.0)
+    CInA(**no_head).save(tmp_path / "weights-only")
     bad = subprocess.run([sys.executable, "-m", "cina.cli", "estimate", str(data), "--treatment", "t", "--outcome", "y",
-                          "--model", "fast", "--cate", str(tmp_path / "x.csv")], capture_output=True, text=True)
+                          "--model", str(tmp_path / "weights-only"), "--cate", str(tmp_path / "x.csv")],
+                         capture_output=True, text=True)
     assert bad.returncode == 2 and "no outcome head" in bad.stderr

@@ -9,7 +9,8 @@ Protocol
   implementation, with the same learners and folds; skipped with a warning when the optional
   ``doubleml`` package is missing), ``svm`` (Tarr & Imai balancing), ``cina-single`` (Algorithm
   1, per dataset), ``cina-zs`` (the pretrained model, zero-shot, one forward pass) and
-  ``cina-zs-s`` (a supervised ZS-S model, when ``--model-supervised`` is given).
+  ``cina-zs-w`` (the same model's weights-only estimate), ``cina-zs-s`` (a supervised ZS-S model, when
+  ``--model-supervised`` is given).
 * Intervals: ``se`` is the estimator's standard error where it has one (Welch for ``dim``, the
   influence function for ``ipw``, ``snipw``, ``aipw``, DoubleML's for ``doubleml``,
   `Estimate.se` for CInA models with an outcome head); ``ci_low``, ``ci_high`` the 95%
@@ -49,7 +50,9 @@ from typing import Iterable, Sequence
 import numpy as np
 
 BASELINE_ESTIMATORS = ("dim", "ipw", "snipw", "or", "aipw", "doubleml", "svm")
-CINA_ESTIMATORS = ("cina-single", "cina-zs", "cina-zs-s")
+#: cina-zs: the zero-shot model as shipped (doubly robust when it has an outcome head);
+#: cina-zs-w: the same model's weights-only estimate (the paper's protocol)
+CINA_ESTIMATORS = ("cina-single", "cina-zs", "cina-zs-w", "cina-zs-s")
 ALL_ESTIMATORS = BASELINE_ESTIMATORS + CINA_ESTIMATORS
 QUADRATIC = ("svm", "cina-single")
 FIELDS = ["suite", "dataset", "estimator", "estimand", "estimate", "truth", "abs_error", "se", "ci_low", "ci_high",
@@ -183,6 +186,8 @@ class _Estimators:
         for n in names:
             if n in ("cina-zs", "cina-zs-s") and n not in self.models:
                 continue
+            if n == "cina-zs-w" and "cina-zs" not in self.models:
+                continue
             if n == "doubleml":
                 from .baselines import DOUBLEML_HINT, doubleml_available
 
@@ -197,7 +202,7 @@ class _Estimators:
         from .benchmarks import subsample
 
         limit = self.opts.max_units_quadratic if name in QUADRATIC else (
-            self.opts.max_units_zs if name in self.models else None)
+            self.opts.max_units_zs if name in self.models or name == "cina-zs-w" else None)
         sub_from = None
         if limit is not None and rec.n_units > limit:
             sub_from = rec.n_units
@@ -220,16 +225,18 @@ class _Estimators:
             tb = t.astype(bool)
             est = float(w[tb] @ y[tb] - w[~tb] @ y[~tb])
         else:
-            model = self.models[name]
+            weights_only = name == "cina-zs-w"
+            model = self.models["cina-zs" if weights_only else name]
             if x.shape[1] > model.config.max_features:
                 raise ValueError(f"{x.shape[1]} covariates > the model's max_features {model.config.max_features}")
-            with_head = getattr(model, "outcome", None) is not None
-            e = model.estimate(x.astype(np.float32), t.astype(np.float32), y.astype(np.float32),
-                               estimand=rec.estimand, compute_loss=False,
-                               x_new=x_new.astype(np.float32) if with_head and x_new is not None else None)
+            with_head = getattr(model, "outcome", None) is not None and not weights_only
+            # float64 in: the model standardises covariates in float64 (any unit of measurement)
+            e = model.estimate(np.asarray(x, np.float64), np.asarray(t, np.float64), np.asarray(y, np.float64),
+                               estimand=rec.estimand, compute_loss=False, augment=False if weights_only else None,
+                               x_new=np.asarray(x_new, np.float64) if with_head and x_new is not None else None)
             est = float(e.ate)
-            extra = {"se": float(e.se), "ci": _interval(float(e.se), e.ci(CI_LEVEL)), "cate": e.cate,
-                     "cate_new": e.cate_new}
+            extra = {} if weights_only else {"se": float(e.se), "ci": _interval(float(e.se), e.ci(CI_LEVEL)),
+                                             "cate": e.cate, "cate_new": e.cate_new}
         seconds = time.perf_counter() - start
         return Outcome(float(est), seconds, sub_from, float(rec.truth), ite=rec.ite, ite_new=rec.ite_new, **extra)
 
