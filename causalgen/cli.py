@@ -282,9 +282,9 @@ def cmd_inspect(args) -> int:
 def cmd_verify(args) -> int:
     from tqdm.auto import tqdm
 
-    from .store.corpus import read_manifest, verify_corpus
-
+    from . import verify_corpus  # a generated corpus or a published repository
     from .hub.reader import is_published, open_published
+    from .store.corpus import read_manifest
 
     total = len(open_published(args.corpus)) if is_published(args.corpus) else read_manifest(args.corpus).tasks_written
     with tqdm(total=total, unit="task", desc="verify", disable=args.quiet, dynamic_ncols=True) as bar:

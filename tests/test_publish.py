@@ -599,3 +599,10 @@ def test_setoguchi_corpus_with_an_empty_split(tmp_path, offline):
     assert "Setoguchi" in card.text and "`setoguchi.mechanism_shift`" in card.text and "`graph.n_nodes`" not in card.text
     assert 'load_dataset("ORG/NAME")' in card.text  # no --repo-id: a placeholder
     assert len(hub.open_published(tmp_path / "r", split="test")) == 0
+
+
+def test_cli_verify_reads_a_published_repository(repo, capsys):
+    from causalgen.cli import main
+
+    assert main(["verify", str(repo), "--quiet"]) == 0
+    assert "OK (" in capsys.readouterr().out

@@ -259,3 +259,29 @@ def test_old_presets_keep_their_config_digest():
     # (and their sha256 in the manifests) are unchanged
     d = load_config("default").to_dict()
     assert not {"covariates", "outcome", "tables", "n_units_scale"} & set(d)
+
+
+def test_the_manifest_records_tables_rows_and_outcome_types(tmp_path):
+    from causalgen.store import generate_corpus, CorpusSpec
+    from causalgen.store.manifest import rows_digest
+    from cina import TaskStream
+
+    cfg = load_config({"preset": "semi-synthetic", "outcome": {"types": {"continuous": 1.0, "binary": 1.0}}})
+    out = tmp_path / "c"
+    generate_corpus(CorpusSpec(config=cfg.to_dict(), seed=3, num_tasks=12, shard_size=6), str(out), progress=False)
+    corpus = causalgen.open_corpus(out)
+    cols = corpus.columns
+    for i in range(len(corpus)):
+        task = corpus[i]
+        assert cols["table"][i] == task.meta["table"]["name"]
+        assert cols["table_rows_sha256"][i] == rows_digest(task.meta["table"]["rows"])
+        assert cols["outcome_type"][i] == task.meta["outcome_type"]
+    assert causalgen.verify_corpus(out).ok
+    binary = int((cols["outcome_type"] == "binary").sum())
+    assert 0 < binary < 12
+    assert TaskStream(corpus, 2, 0, where={"outcome_type": "binary"}, drop_last=False).num_tasks == binary
+    # the old presets' manifests carry no such columns
+    plain = tmp_path / "p"
+    generate_corpus(CorpusSpec(config=load_config("default").to_dict(), seed=3, num_tasks=4, shard_size=4), str(plain),
+                    progress=False)
+    assert "table" not in causalgen.open_corpus(plain).columns

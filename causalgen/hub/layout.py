@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..store.manifest import SUMMARY_COLUMNS, CorpusError, FormatVersionError
+from ..store.manifest import OPTIONAL_COLUMNS, SUMMARY_COLUMNS, CorpusError, FormatVersionError
 from ..store.splits import SPLITS
 
 PUBLISHED_FORMAT = "causalgen.published"
@@ -84,7 +84,7 @@ class PublishedShard:
             "split": self.split, "index": self.index, "path": self.path, "first": self.first,
             "num_tasks": self.num_tasks, "bytes": self.bytes, "sha256": self.sha256,
             "qc_rejections": dict(self.qc_rejections),
-            "tasks": {name: list(self.tasks[name]) for name in TASK_COLUMNS},
+            "tasks": {name: list(self.tasks[name]) for name in TASK_COLUMNS + OPTIONAL_COLUMNS if name in self.tasks},
         }
 
     @classmethod
@@ -98,13 +98,14 @@ class PublishedShard:
         tasks = d.get("tasks")
         if not isinstance(tasks, dict):
             raise CorpusError(f"{where}.tasks: expected an object of per-task columns, got {type(tasks).__name__}")
-        for name in TASK_COLUMNS:
+        present = TASK_COLUMNS + tuple(k for k in OPTIONAL_COLUMNS if k in tasks)
+        for name in present:
             col = tasks.get(name)
             if not isinstance(col, list) or len(col) != d["num_tasks"]:
                 raise CorpusError(f"{where}.tasks.{name}: expected a list of {d['num_tasks']} values")
         return cls(
             split=d["split"], index=d["index"], path=d["path"], first=d["first"], num_tasks=d["num_tasks"],
-            bytes=d["bytes"], sha256=d["sha256"], qc_rejections=dict(rej), tasks={k: tasks[k] for k in TASK_COLUMNS},
+            bytes=d["bytes"], sha256=d["sha256"], qc_rejections=dict(rej), tasks={k: tasks[k] for k in present},
         )
 
 
@@ -185,9 +186,10 @@ class PublishedManifest:
             "task_index": np.asarray([v for r in self.shards for v in r.tasks["task_index"]], dtype=np.int64),
             "split": np.asarray([r.split for r in self.shards for _ in range(r.num_tasks)], dtype=object),
         }
-        for name in SUMMARY_COLUMNS:
+        optional = tuple(k for k in OPTIONAL_COLUMNS if self.shards and all(k in r.tasks for r in self.shards))
+        for name in SUMMARY_COLUMNS + optional:
             values = [v for r in self.shards for v in r.tasks[name]]
-            dtype = _COLUMN_DTYPES.get(name, np.float64)
+            dtype = _COLUMN_DTYPES.get(name, object if name in OPTIONAL_COLUMNS else np.float64)
             out[name] = np.asarray(values, dtype=dtype) if values else np.zeros(0, dtype=dtype)
         return out
 

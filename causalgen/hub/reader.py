@@ -449,7 +449,7 @@ def _shard_problem(data: shardfmt.ShardData, record) -> str | None:
         return f"task with seed {wrong[0]} belongs to split {split_of(wrong[0])!r}, not {record.split!r}"
     summary, rejections = summarise(data.arrays, [data.meta(j) for j in range(len(data))])
     for name, values in summary.items():
-        if not _same(values, record.tasks[name]):
+        if name not in record.tasks or not _same(values, record.tasks[name]):
             return f"summary column {name!r} in {MANIFEST_NAME} disagrees with the shard"
     if rejections != record.qc_rejections:
         return f"qc_rejections in {MANIFEST_NAME} disagree with the shard"

@@ -344,7 +344,7 @@ def _verify_shard(corpus: Corpus, pos: int, record: ShardRecord) -> str | None:
             return f"{location}: {problem}"
         summary, rejections = summarise(data.arrays, [data.meta(j) for j in range(len(data))])
         for name, values in summary.items():
-            if not _same(values, record.tasks[name]):
+            if name not in record.tasks or not _same(values, record.tasks[name]):
                 return f"{location}: summary column {name!r} in {MANIFEST_NAME} disagrees with the shard"
         if rejections != record.qc_rejections:
             return f"{location}: qc_rejections in {MANIFEST_NAME} disagree with the shard"

@@ -42,7 +42,16 @@ SUMMARY_COLUMNS = (
     "graph_family",
     "mechanism",
 )
+#: summary columns of the wider prior's tasks (`causalgen.prior.sampler`), present in a shard
+#: record only when its tasks carry them (corpora of the other presets keep their manifests):
+#: the outcome's type, and for real-table tasks the table's name and the sha256 of the rows used
+#: (the rows themselves are in each task's meta.table, in the shard)
+OPTIONAL_COLUMNS = ("outcome_type", "table", "table_rows_sha256")
+
 _COLUMN_TYPES = {
+    "outcome_type": str,
+    "table": str,
+    "table_rows_sha256": str,
     "seed": int,
     "n_units": int,
     "n_covariates": int,
@@ -88,6 +97,11 @@ def config_digest(config: Mapping[str, Any]) -> str:
 # ------------------------------------------------------------------ summaries
 
 
+def rows_digest(rows: Sequence[int]) -> str:
+    """sha256 (hex) of a real-table task's row positions, as the manifest records them."""
+    return hashlib.sha256(np.asarray(rows, dtype=np.int64).tobytes()).hexdigest()
+
+
 def summarise(arrays: Mapping[str, np.ndarray], metas: Sequence[Mapping[str, Any]]) -> tuple[dict[str, list], dict[str, int]]:
     """Per-task summary columns and summed QC rejections of one shard.
 
@@ -124,6 +138,11 @@ def summarise(arrays: Mapping[str, np.ndarray], metas: Sequence[Mapping[str, Any
         cols["identifiable"] = [bool(v) for v in arrays["identifiable"]]
         cols["graph_family"] = [str(m.get("graph_family", "unknown")) for m in metas]
         cols["mechanism"] = [str(m.get("mechanism", "unknown")) for m in metas]
+        if any("outcome_type" in m for m in metas):
+            cols["outcome_type"] = [str(m.get("outcome_type", "continuous")) for m in metas]
+        if any("table" in m for m in metas):
+            cols["table"] = [str(m["table"]["name"]) if "table" in m else "" for m in metas]
+            cols["table_rows_sha256"] = [rows_digest(m["table"]["rows"]) if "table" in m else "" for m in metas]
     rejections: dict[str, int] = {}
     for m in metas:
         for reason, count in (m.get("qc_rejections") or {}).items():
@@ -165,6 +184,7 @@ class ShardRecord:
             d["metadata_sha256"] = self.metadata_sha256
         d["qc_rejections"] = dict(self.qc_rejections)
         d["tasks"] = {name: list(self.tasks.get(name, [])) for name in SUMMARY_COLUMNS}
+        d["tasks"].update({name: list(self.tasks[name]) for name in OPTIONAL_COLUMNS if name in self.tasks})
         return d
 
     @classmethod
@@ -188,13 +208,14 @@ class ShardRecord:
         tasks = d.get("tasks")
         if not isinstance(tasks, dict):
             raise CorpusError(f"{where}.tasks: expected an object of summary columns, got {type(tasks).__name__}")
-        for name in SUMMARY_COLUMNS:
+        present = SUMMARY_COLUMNS + tuple(k for k in OPTIONAL_COLUMNS if k in tasks)
+        for name in present:
             col = tasks.get(name)
             if not isinstance(col, list) or len(col) != d["num_tasks"]:
                 raise CorpusError(f"{where}.tasks.{name}: expected a list of {d['num_tasks']} values")
         return cls(
             index=d["index"], path=d["path"], first_task=d["first_task"], num_tasks=d["num_tasks"], files=d["files"],
-            bytes=d["bytes"], sha256=d["sha256"], qc_rejections=dict(rej), tasks={k: tasks[k] for k in SUMMARY_COLUMNS},
+            bytes=d["bytes"], sha256=d["sha256"], qc_rejections=dict(rej), tasks={k: tasks[k] for k in present},
             metadata_sha256=meta_sha,
         )
 
@@ -278,7 +299,8 @@ class Manifest:
         out: dict[str, np.ndarray] = {}
         idx = [np.arange(r.first_task, r.first_task + r.num_tasks, dtype=np.int64) for r in self.shards]
         out["task_index"] = np.concatenate(idx) if idx else np.zeros(0, np.int64)
-        for name in SUMMARY_COLUMNS:
+        optional = tuple(k for k in OPTIONAL_COLUMNS if self.shards and all(k in r.tasks for r in self.shards))
+        for name in SUMMARY_COLUMNS + optional:
             values = [v for r in self.shards for v in r.tasks[name]]
             tp = _COLUMN_TYPES[name]
             dtype = {int: np.int64, float: np.float64, bool: bool, str: object}[tp]
