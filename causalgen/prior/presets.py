@@ -97,43 +97,37 @@ _WIDE_TYPES = {"continuous": 0.32, "binary": 0.22, "ordinal": 0.1, "categorical"
                "semicontinuous": 0.08, "bounded": 0.06, "skewed": 0.08}
 
 
-def realistic() -> TaskConfig:
+def _wide(name: str, n_nodes: tuple[int, int], covariates: CovariateConfig, **fields) -> TaskConfig:
+    """What the wider prior's presets share: graphs, roles, mechanisms, noise, treatment and
+    effect dials as `default` (wider treated shares and heterogeneity), continuous and binary
+    outcomes, in-degree capped at 8."""
     return validate(
         TaskConfig(
-            name="realistic",
-            n_units=(50, 20_000),
-            n_units_scale="log",
-            graph=GraphConfig(families={"erdos_renyi": 1.0, "scale_free": 1.0}, n_nodes=(5, 80),
+            name=name,
+            graph=GraphConfig(families={"erdos_renyi": 1.0, "scale_free": 1.0}, n_nodes=n_nodes,
                               expected_parents=(1.0, 3.0), max_parents=8),
             roles=RoleConfig(hidden_confounder_fraction=(0.0, 0.3), zero_effect_prob=0.1),
             mechanism=MechanismConfig(mixing="node"),
             noise=NoiseConfig(),
             treatment=TreatmentConfig(confounding_strength=(0.3, 2.5), treated_share=(0.1, 0.9)),
             effect=EffectConfig(size=(0.0, 1.5), heterogeneity=(0.0, 0.8)),
-            covariates=CovariateConfig(types=dict(_WIDE_TYPES), distortion_prob=0.15, irrelevant=(0, 50),
-                                       weak_prob=0.15),
+            covariates=covariates,
             outcome=OutcomeConfig(types={"continuous": 0.75, "binary": 0.25}),
+            **fields,
         )
     )
+
+
+def realistic() -> TaskConfig:
+    return _wide("realistic", (5, 80), CovariateConfig(types=dict(_WIDE_TYPES), distortion_prob=0.15,
+                                                       irrelevant=(0, 50), weak_prob=0.15),
+                 n_units=(50, 20_000), n_units_scale="log")
 
 
 def semi_synthetic() -> TaskConfig:
-    return validate(
-        TaskConfig(
-            name="semi-synthetic",
-            n_units=(200, 2000),
-            graph=GraphConfig(families={"erdos_renyi": 1.0, "scale_free": 1.0}, n_nodes=(3, 20),
-                              expected_parents=(1.0, 3.0), max_parents=8),
-            roles=RoleConfig(hidden_confounder_fraction=(0.0, 0.3), zero_effect_prob=0.1),
-            mechanism=MechanismConfig(mixing="node"),
-            noise=NoiseConfig(),
-            treatment=TreatmentConfig(confounding_strength=(0.3, 2.5), treated_share=(0.1, 0.9)),
-            effect=EffectConfig(size=(0.0, 1.5), heterogeneity=(0.0, 0.8)),
-            covariates=CovariateConfig(types=dict(_WIDE_TYPES), distortion_prob=0.1, weak_prob=0.1),
-            outcome=OutcomeConfig(types={"continuous": 0.75, "binary": 0.25}),
-            tables=TableConfig(sources=["default"], columns=(2, 30)),
-        )
-    )
+    # graph.n_nodes counts the simulated nodes besides the table's columns
+    return _wide("semi-synthetic", (3, 20), CovariateConfig(types=dict(_WIDE_TYPES), distortion_prob=0.1, weak_prob=0.1),
+                 n_units=(200, 2000), tables=TableConfig(sources=["default"], columns=(2, 30)))
 
 
 PRESETS = {

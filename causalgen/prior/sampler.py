@@ -264,7 +264,7 @@ def _label_codes(draft: Draft):
 
 def _records(cfg: TaskConfig, draft: Draft, out: _Outputs, stats: qc.Summaries, truth: _Truth, reasons) -> list:
     """A Task per accepted task (its reason string otherwise)."""
-    ate, ate_se, units, closed = truth.ate, truth.se, truth.units, truth.closed
+    ate, ate_se, units = truth.ate, truth.se, truth.units
     scm, roles = draft.scm, draft.roles
     mech_code, noise_code = _label_codes(draft)
     inner = (scm.kind == INNER) | (scm.kind == OUTCOME)
@@ -322,7 +322,7 @@ def _records(cfg: TaskConfig, draft: Draft, out: _Outputs, stats: qc.Summaries, 
         cov = covariates[b]
         x = np.ascontiguousarray(out.node0[b, cov, :nb].T)
         if wider:
-            x = _wider(draft, out, b, cov, x, meta, stats)
+            x = _wider(draft, out, b, cov, x, meta)
         tasks.append(Task(
             x=x, t=t_int8[b, :nb].copy(),
             y=stats.y[b, :nb].copy(), y0=out.y0[b, :nb].copy(), y1=out.y1[b, :nb].copy(),
@@ -333,7 +333,7 @@ def _records(cfg: TaskConfig, draft: Draft, out: _Outputs, stats: qc.Summaries, 
     return tasks
 
 
-def _wider(draft: Draft, out: _Outputs, b: int, cov: np.ndarray, x: np.ndarray, meta: dict, stats) -> np.ndarray:
+def _wider(draft: Draft, out: _Outputs, b: int, cov: np.ndarray, x: np.ndarray, meta: dict) -> np.ndarray:
     """Task b's columns and meta under the wider prior: typed columns hold their observed
     values, distorted ones their transform, table columns the table's values; meta records
     each column's type, distortion and relevance, the outcome's type and the table's rows."""
