@@ -43,7 +43,10 @@ for spec in "default 8000 2026" "realistic 4000 2027" "semi-synthetic 3000 2028"
 done
 $PY -m cina.cli train --corpus "${corpora[@]}" --out "$WORK/run" --config "$CONFIG" \
     ${STEPS:+--max-steps "$STEPS"} ${DEVICE:+--device "$DEVICE"}
+# the interval scale, chosen on validation-split tasks of the same corpora (never the test splits)
+$PY scripts/calibrate_intervals.py --model "$WORK/run/model" --corpus "${corpora[@]}" --tasks 300 \
+    --write "$WORK/calibrated"
 # the weights and config only: TRAINING.md (the record of how it was trained) stays
 mkdir -p "cina/assets/${MODEL}_model"
-cp "$WORK/run/model/model.safetensors" "$WORK/run/model/config.json" "cina/assets/${MODEL}_model/"
+cp "$WORK/calibrated/model.safetensors" "$WORK/calibrated/config.json" "cina/assets/${MODEL}_model/"
 du -sh "cina/assets/${MODEL}_model"
