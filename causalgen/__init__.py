@@ -36,6 +36,7 @@ from .prior import (
     sample_tasks,
 )
 from .prior.datafile import DataFileError, read_csv_columns
+from .prior.presets import read_config_file
 from .store import Corpus, CorpusError, VerifyReport
 from .store import open_corpus as _open_generated
 from .store import verify_corpus as _verify_generated
@@ -83,6 +84,7 @@ __all__ = [
     "__version__",
     "load_config",
     "open_corpus",
+    "read_config_file",
     "read_csv_columns",
     "sample_task",
     "sample_tasks",

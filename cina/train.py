@@ -42,8 +42,10 @@ from typing import Any
 
 import torch
 
+from causalgen import read_config_file
+
 from .core import CInA, CInAConfig
-from .core.checkpoint import ModelFileError, config_difference, check_state_keys, latest_checkpoint, read_model
+from .core.checkpoint import ModelFileError, write_atomic, config_difference, check_state_keys, latest_checkpoint, read_model
 from .data import TaskLoader, TaskStream
 from .data.mixture import CorpusMixture
 
@@ -99,16 +101,7 @@ class TrainConfig:
         p = Path(path)
         if not p.is_file():
             raise FileNotFoundError(f"train config {p} does not exist")
-        text = p.read_text()
-        try:
-            if p.suffix.lower() == ".json":
-                data = json.loads(text)
-            else:
-                import yaml
-
-                data = yaml.safe_load(text) or {}
-        except Exception as exc:
-            raise ValueError(f"{p}: malformed config: {str(exc).splitlines()[0]}") from None
+        data = read_config_file(p) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{p}: expected a mapping at the top level")
         return cls.from_dict(data)
@@ -193,7 +186,7 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def _save_checkpoint(run: Path, step: int, model: CInA, opt, sched, loader: TaskLoader, epoch: int, keep: int) -> Path:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     ckdir = run / "checkpoints"
     ckdir.mkdir(parents=True, exist_ok=True)
@@ -208,7 +201,7 @@ def _save_checkpoint(run: Path, step: int, model: CInA, opt, sched, loader: Task
     if torch.cuda.is_available():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             rng[f"cuda{i}"] = s
-    save_file(rng, str(tmp / "rng.safetensors"))
+    write_atomic(tmp / "rng.safetensors", save(rng))
     trainer = {"step": step, "epoch": epoch, "scheduler": sched.state_dict(), "stream": loader.state_dict()}
     (tmp / "trainer.json").write_text(json.dumps(trainer, indent=1, default=_json_default))
     if final.exists():

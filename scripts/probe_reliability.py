@@ -770,8 +770,8 @@ def register_csv() -> None:
         h, rows = table()
         rows[70] = [""] * len(h)
         return write_csv("allempty.csv", h, rows)
-    add("csv-all-empty-row", C, "a row of empty fields (,,,,,,)", "refused naming the row (or skipped: ok)",
-        estimate_probe(allempty, [F, rowref(70)], check=near()))
+    add("csv-all-empty-row", C, "a row of empty fields (,,,,,,)", "refused naming the row, or skipped with a warning naming it",
+        estimate_probe(allempty, [F, rowref(70)], check=near(), warn_keys=rowref(70)))
 
     def header_only():
         h, _ = table()
@@ -922,10 +922,14 @@ def register_csv() -> None:
             h, rows = table(np.hstack([x, noise]), t, y)
             return write_csv(name, h, rows)
         return make
-    add("csv-129-covariates", C, "129 covariates (the fast model takes 128)", "refused naming the count / --covariates",
-        estimate_probe(wide("wide129.csv", 129), [F, ("128", "129"), "covariates"]))
-    add("csv-129-covariates-default", C, "129 covariates, default model", "refused naming the count",
-        estimate_probe(wide("wide129d.csv", 129), [F, ("128", "129"), "covariates"], model="default"))
+    def max_features(model: str) -> int:
+        return json.loads((REPO / "cina" / "assets" / f"{model}_model" / "config.json").read_text())["config"]["max_features"]
+
+    for model in ("fast", "default"):
+        k = max_features(model)
+        add(f"csv-too-many-covariates-{model}", C, f"{k + 1} covariates (the {model} model takes {k})",
+            "refused naming the count", estimate_probe(wide(f"wide-{model}.csv", k + 1), [F, (str(k), str(k + 1)), "covariates"],
+                                                       model=model))
 
     # ---- the Python API, in a child process
     def api(name, mutate, groups, check=None, warn_keys=(), model="fast"):
@@ -1381,12 +1385,14 @@ def register_corpus() -> None:
 
         def open_after(make=make):
             dest, r = make()
-            return consume("open", dest, [("shard-00001", "shard 1")], "dir")
+            # the refused resume leaves the corpus unfinished, and its manifest lists no foreign
+            # shard: "incomplete (1/2 shards)" names the actual state
+            return consume("open", dest, [("shard-00001", "shard 1", "incomplete (1/2 shards)")], "dir")
 
         add(f"corpus-{name}/resume+verify", C, desc + "; `generate` re-run, then `verify`",
             "generate refuses naming the shard or regenerates it; else verify names it", resume_probe)
         add(f"corpus-{name}/open", C, desc + "; after the resume, open_corpus(...)[i]",
-            "an error naming the shard, or the clean data", open_after)
+            "an error naming the shard or the unfinished corpus, or the clean data", open_after)
 
 
 def _shape_flip(path: Path, array: str) -> None:

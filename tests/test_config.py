@@ -103,6 +103,19 @@ def test_file_errors(tmp_path):
     bad_json.write_text("{'n_units': }")
     with pytest.raises(ConfigError, match="bad.json: malformed JSON"):
         load_config(bad_json)
+    # a key given twice would otherwise keep the last value without a word
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("preset: default\nn_units: [200, 300]\nn_units: [50, 60]\n")
+    with pytest.raises(ConfigError, match=r"dup.yaml: key 'n_units' is given twice \(line 3\)"):
+        load_config(dup)
+    dup_json = tmp_path / "dup.json"
+    dup_json.write_text('{"preset": "default", "graph": {"n_nodes": [5, 9], "n_nodes": [3, 4]}}')
+    with pytest.raises(ConfigError, match="dup.json: key 'n_nodes' is given twice"):
+        load_config(dup_json)
+    garbage = tmp_path / "garbage.yaml"
+    garbage.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(ConfigError, match="garbage.yaml: not a text config file"):
+        load_config(garbage)
     lst = tmp_path / "list.yaml"
     lst.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="expected a mapping at the top level"):

@@ -191,6 +191,43 @@ def test_low_effective_sample_size_is_flagged():
     assert len(warns) == 1 and "treated arm" in warns[0] and "2.5" in warns[0]
 
 
+def test_extreme_values_are_flagged_and_the_outcome_scale_cannot_overflow(tmp_path, capsys):
+    from cina.core.checks import EXTREME_RATIO, extreme_values
+
+    default = cina.CInA.load("default")  # the outcome head: mu0, mu1, se and cate depend on y's scale
+    x, t, y = confounded(seed=9)
+    clean = default.estimate(x, t, y)
+    # the outcome model is affine-equivariant in y (unpenalised intercept) and y reaches the
+    # network standardised in float64, so a change of units maps every output exactly
+    moved = default.estimate(x, t, 1e6 * y + 3e7)
+    assert moved.ate == pytest.approx(1e6 * clean.ate, rel=1e-6)
+    assert moved.se == pytest.approx(1e6 * clean.se, rel=1e-6)
+    np.testing.assert_allclose(moved.cate, 1e6 * clean.cate, rtol=1e-5, atol=1e-6 * 1e6 * np.abs(clean.cate).max())
+    # an outcome cell of 1e39 is inf in float32: the estimate stays finite and says why it is odd
+    y_bad = y.copy()
+    y_bad[17] = 1e39
+    est = default.estimate(x, t, y_bad)
+    assert np.isfinite(est.ate) and np.isfinite(est.se) and np.isfinite(est.cate).all()
+    assert any("outcome" in w and "unit 17" in w for w in est.diagnostics["warnings"]), est.diagnostics["warnings"]
+    # a covariate cell of 1e30 (a missing-value code): the column collapses once standardised
+    x_bad = x.copy()
+    x_bad[5, 0] = 1e30
+    warns = default.estimate(x_bad, t, y).diagnostics["warnings"]
+    assert any("column 0" in w and "unit 5" in w and "extreme" in w for w in warns), warns
+    f = write_csv(tmp_path / "extreme.csv", ["age", "dose", "t", "y"], [x_bad[:, 0], x_bad[:, 1], t, y])
+    out = cli_json(capsys, f, "--treatment", "t", "--outcome", "y", "--model", "fast")
+    assert any("'age'" in w and "extreme" in w for w in out["warnings"]), out["warnings"]
+    # what is not an outlier: a rare category, a heavy but continuous tail, a small dataset
+    rng = np.random.default_rng(3)
+    rare = np.zeros(400)
+    rare[7] = 1.0
+    heavy = rng.lognormal(0.0, 1.5, 400)
+    _, ratio = extreme_values(np.column_stack([rare, heavy]))
+    assert ratio[0] == 0 and ratio[1] < EXTREME_RATIO
+    _, ratio = extreme_values(np.r_[np.arange(10.0), 1e30][:, None])
+    assert ratio[0] == 0
+
+
 def test_ordinary_data_has_no_warnings(fast, tmp_path, capsys):
     x, t, y = confounded(seed=7)
     assert fast.estimate(x, t, y).diagnostics["warnings"] == []
@@ -246,6 +283,20 @@ def test_file_kinds_are_read(tmp_path, capsys, reference, kind):
     out = _estimate_of(capsys, f)
     assert out["covariates"] == ["âge", "dose"]
     assert out["estimate"] == ref["estimate"] and out["n_units"] == 60
+
+
+def test_a_row_of_empty_fields_is_skipped_with_a_word(tmp_path, capsys):
+    header, rows = _table()
+    kept = rows[:30] + rows[31:]
+    without = tmp_path / "without.csv"
+    without.write_text(_text(header, kept))
+    emptied = tmp_path / "emptied.csv"
+    emptied.write_text(_text(header, rows[:30] + [[""] * len(header)] + rows[31:]))
+    ref, out = _estimate_of(capsys, without), _estimate_of(capsys, emptied)
+    # the file's line 32 (header = line 1) is the record of delimiters only: the unit is gone, so
+    # the estimate is that of the file without it, and the user is told which row was skipped
+    assert out["estimate"] == ref["estimate"] and out["n_units"] == 59
+    assert any("row 32" in w and "every field empty" in w for w in out["warnings"]), out["warnings"]
 
 
 def test_stdin_is_read_with_a_dash(reference):

@@ -160,7 +160,10 @@ def test_train_config_errors(tmp_path):
         TrainConfig.from_dict({"model": {"d_model": 30, "n_heads": 4}})
     bad = tmp_path / "t.yaml"
     bad.write_text("max_steps: [1,\n")
-    with pytest.raises(ValueError, match="t.yaml: malformed config"):
+    with pytest.raises(ValueError, match="t.yaml: malformed YAML"):
+        TrainConfig.load(bad)
+    bad.write_text("max_steps: 10\nlr: 0.001\nmax_steps: 20\n")
+    with pytest.raises(ValueError, match="t.yaml: key 'max_steps' is given twice"):
         TrainConfig.load(bad)
 
 

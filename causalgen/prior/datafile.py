@@ -90,7 +90,7 @@ def read_csv_columns(path: str, treatment: str, outcome: str, covariates: list[s
 
     ``path`` is a file or ``-`` for stdin; gzip, a UTF-8 BOM, UTF-16, Latin-1 (if not UTF-8)
     and the delimiters `DELIMITERS` are recognised (`decode_table`, `sniff_delimiter`); blank
-    lines are skipped; rows are numbered as lines of the file (the header is row 1). The values
+    lines are skipped, and so are rows whose every field is empty (said in ``notes``); rows are numbered as lines of the file (the header is row 1). The values
     stay float64: the estimator standardises them in float64 (covariates in any unit).
     ``notes`` lists what was assumed (e.g. the Latin-1 fallback).
     """
@@ -107,13 +107,19 @@ def read_csv_columns(path: str, treatment: str, outcome: str, covariates: list[s
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=sniff_delimiter(text))
     try:
         header = next(r for r in reader if r)
-        rows, lines = [], []
+        rows, lines, empty = [], [], []
         for row in reader:
             if row and any(c.strip() for c in row):
                 rows.append(row)
                 lines.append(reader.line_num)
+            elif len(row) > 1:  # delimiters and nothing else: a record whose every field is missing
+                empty.append(reader.line_num)
     except csv.Error as exc:
         raise DataFileError(f"{name}: row {reader.line_num}: malformed CSV ({exc})") from None
+    if empty:
+        shown = ", ".join(map(str, empty[:5])) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
+        notes.append(f"{name}: row{'s' if len(empty) > 1 else ''} {shown} had every field empty and "
+                     f"{'were' if len(empty) > 1 else 'was'} skipped")
     header = [h.strip() for h in header]
     if len(set(header)) != len(header):
         dup = sorted({h for h in header if header.count(h) > 1})
@@ -127,8 +133,9 @@ def read_csv_columns(path: str, treatment: str, outcome: str, covariates: list[s
         missing = [c for c in covariates if c not in header]
         if missing:
             raise DataFileError(f"{name}: covariate column {missing[0]!r} not found (columns: {', '.join(header)})")
-        if treatment in covariates or outcome in covariates:
-            raise DataFileError(f"{name}: the treatment/outcome column cannot also be a covariate")
+        for role, col in (("treatment", treatment), ("outcome", outcome)):
+            if col in covariates:
+                raise DataFileError(f"{name}: {col!r} is the {role} column and cannot also be a covariate")
     else:
         covariates = [c for c in header if c not in (treatment, outcome)]
     if not covariates:

@@ -161,20 +161,60 @@ def load_config(preset_or_path: Union[str, Path, dict, TaskConfig]) -> TaskConfi
         raise ConfigError(f"unknown preset or missing file {key!r} (presets: {', '.join(PRESETS)})")
     if path.is_dir():
         raise ConfigError(f"{key}: is a directory, expected a YAML or JSON config file")
-    text = path.read_text()
-    try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text)
-    except Exception as exc:  # yaml.YAMLError / json.JSONDecodeError
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"{key}: malformed {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {first}") from None
+    data = read_config_file(path)
     if data is None:
         data = {}
     return _from_mapping(data, source=key)
+
+
+def read_config_file(path: str | Path):
+    """The parsed contents of a YAML or JSON config file (JSON by its ``.json`` suffix).
+
+    Raises ConfigError naming the file for bytes that are not UTF-8 text, malformed syntax, and
+    a mapping key given twice (plain parsers keep the last one without a word)."""
+    path = Path(path)
+    kind = "JSON" if path.suffix.lower() == ".json" else "YAML"
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a text config file (byte {exc.start} is not UTF-8)") from None
+    try:
+        return json.loads(text, object_pairs_hook=_unique_json_keys) if kind == "JSON" else _load_yaml_unique(text)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except Exception as exc:  # yaml.YAMLError / json.JSONDecodeError
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"{path}: malformed {kind}: {first}") from None
+
+
+def _unique_json_keys(pairs: list) -> dict:
+    """json object hook: a key given twice is refused (the last one would win without a word)."""
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise ConfigError(f"key {k!r} is given twice")
+        out[k] = v
+    return out
+
+
+def _load_yaml_unique(text: str):
+    """yaml.safe_load that refuses a mapping key given twice (plain safe_load keeps the last)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            k = loader.construct_object(key_node, deep=deep)
+            if k in seen:
+                raise ConfigError(f"key {k!r} is given twice (line {key_node.start_mark.line + 1})")
+            seen.add(k)
+        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+    UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    return yaml.load(text, Loader=UniqueKeyLoader)
 
 
 def _from_mapping(data: dict, source: str) -> TaskConfig:

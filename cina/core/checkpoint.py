@@ -127,7 +127,7 @@ def save_model(state: Mapping[str, torch.Tensor], config: dict[str, Any], path: 
     ``.safetensors`` file (config beside it as ``<stem>.json``). The weights' metadata holds
     the config and the sha256 of every tensor (`tensor_checksums`). Refuses (`ModelFileError`)
     weights that `read_model` would refuse (`check_weights`). Returns the weights file."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     path = Path(path)
     weights_file, config_file = model_files(path)
@@ -136,9 +136,24 @@ def save_model(state: Mapping[str, torch.Tensor], config: dict[str, Any], path: 
     weights_file.parent.mkdir(parents=True, exist_ok=True)
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": config}
     inner = {**meta, "tensors_sha256": tensor_checksums(tensors)}
-    save_file(tensors, str(weights_file), metadata={"cina": json.dumps(inner)})
-    config_file.write_text(json.dumps(meta, indent=2) + "\n")
+    write_atomic(weights_file, save(tensors, metadata={"cina": json.dumps(inner)}))
+    write_atomic(config_file, (json.dumps(meta, indent=2) + "\n").encode())
     return weights_file
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write a file so that it is either complete or absent: a temporary file beside it, then a
+    rename. A failed write (a full disk, a file-size limit) raises OSError naming `path` and
+    leaves any previous version of the file as it was."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
 
 
 def config_difference(edited: Any, saved: Any, prefix: str = "") -> str | None:

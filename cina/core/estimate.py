@@ -124,7 +124,7 @@ def estimate_datasets(
         try:
             checked.append(check_dataset(xi, ti, yi))
             keep.append(informative_columns(checked[-1][0], names[i]))
-            warns.append(dataset_warnings(checked[-1][0], checked[-1][1], names[i]))
+            warns.append(dataset_warnings(*checked[-1][:2], names[i], y=checked[-1][2]))
         except ValueError as e:
             raise ValueError(f"dataset {i}: {e}" if not single else str(e)) from None
         if int(keep[-1].sum()) > c.max_features:
@@ -165,6 +165,13 @@ def estimate_datasets(
             # ones, standardised in float64 (covariates in units of 1e-7 or 1e19 must neither
             # vanish nor overflow) and then read in float32; t and y in float32
             ys64 = [yi if yi is not None else np.zeros(len(b)) for _, b, yi in chunk]
+            # the network reads y standardised in float64 (an outcome in units of 1e39 would be
+            # inf in float32); its outcome model is affine-equivariant in y (unpenalised
+            # intercept), so mu0, mu1 and se are mapped back exactly
+            y_mag = [float(np.abs(yv).max(initial=0.0)) or 1.0 for yv in ys64]
+            y_loc = [float((yv / m).mean()) * m for yv, m in zip(ys64, y_mag)]
+            y_sd = [float((yv / m).std()) * m or 1.0 for yv, m in zip(ys64, y_mag)]
+            ys_net = [(yv - m) / s_ for yv, m, s_ in zip(ys64, y_loc, y_sd)]
             x64 = collate_datasets([a for a, _, _ in chunk], [b for _, b, _ in chunk], ys64, dtype=torch.float64)
             new = news[s : s + step]
             # new units ride along as extra rows marked query_mask (t = y = 0, read by nothing)
@@ -172,7 +179,7 @@ def estimate_datasets(
                 [a[:, k] if xn is None else np.concatenate([a, xn])[:, k]
                  for (a, _, _), k, xn in zip(chunk, keep[s : s + step], new)],
                 [b if xn is None else np.concatenate([b, np.zeros(len(xn))]) for (_, b, _), xn in zip(chunk, new)],
-                [yv if xn is None else np.concatenate([yv, np.zeros(len(xn))]) for yv, xn in zip(ys64, new)],
+                [yv if xn is None else np.concatenate([yv, np.zeros(len(xn))]) for yv, xn in zip(ys_net, new)],
                 dtype=torch.float64)
             if any(xn is not None for xn in new):
                 q = torch.zeros_like(xin["unit_mask"])
@@ -216,12 +223,13 @@ def estimate_datasets(
                     ate = float(w[ti == 1] @ yi[ti == 1] - w[ti == 0] @ yi[ti == 0])
                     extra["ate_weighting"] = ate
                     if "mu0" in out:
-                        mu0 = out["mu0"][i, :n].double().cpu().numpy()
-                        mu1 = out["mu1"][i, :n].double().cpu().numpy()
-                        extra.update(mu0=mu0, mu1=mu1, cate=mu1 - mu0, se=float(out["se"][i]))
+                        loc, sd = y_loc[i], y_sd[i]
+                        mu0 = out["mu0"][i, :n].double().cpu().numpy() * sd + loc
+                        mu1 = out["mu1"][i, :n].double().cpu().numpy() * sd + loc
+                        extra.update(mu0=mu0, mu1=mu1, cate=mu1 - mu0, se=float(out["se"][i]) * sd)
                         if new[i] is not None:
                             m = len(new[i])
-                            extra["cate_new"] = (out["mu1"][i, n : n + m] - out["mu0"][i, n : n + m]).double().cpu().numpy()
+                            extra["cate_new"] = (out["mu1"][i, n : n + m] - out["mu0"][i, n : n + m]).double().cpu().numpy() * sd
                         if model.config.augment if augment is None else augment:
                             ate = _augmented(w, ti, yi, mu0, mu1, estimand)
                 else:
