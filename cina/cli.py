@@ -80,11 +80,15 @@ def _estimate(args) -> int:
     warnings = notes + diag.pop("warnings", [])
     se = float(est.se)
     ci = list(est.ci(args.level)) if np.isfinite(se) else None
+    se_sample = float(est.se_sample)
+    ci_sample = list(est.ci(args.level, sample=True)) if np.isfinite(se_sample) else None
     result = {
         "estimand": args.estimand,
         "estimate": float(est.ate),
         "se": se if np.isfinite(se) else None,
         "ci": ci,
+        "se_sample": se_sample if np.isfinite(se_sample) else None,
+        "ci_sample": ci_sample,
         "level": args.level,
         "augmented": bool(model.outcome is not None and not args.no_augment),
         "estimate_weighting": float(est.ate_weighting),
@@ -105,6 +109,9 @@ def _estimate(args) -> int:
                 else " (no interval: this model has no outcome head)")
     print(f"{args.estimand.upper()} estimate: {result['estimate']:.6g}{interval}  "
           f"({result['n_units']} units, {result['n_treated']} treated)")
+    if ci_sample is not None:
+        print(f"  for the effect on these {result['n_units']} units (their covariates held fixed): "
+              f"CI [{ci_sample[0]:.6g}, {ci_sample[1]:.6g}], se {se_sample:.4g}")
     print(f"model: {model_path}" + ("" if not result["augmented"] else " (doubly robust: outcome model + balancing weights)"))
     if args.cate:
         print(f"CATE of every unit written to {args.cate}")

@@ -75,9 +75,14 @@ def test_the_augmented_estimate_is_the_formula():
     assert float(out["tau"]) == pytest.approx(hand, abs=1e-12)
     psi = (mu1 - mu0 - hand) + n * w * np.where(tr, y - mu1, -(y - mu0))
     assert float(out["se"]) == pytest.approx(np.sqrt((psi ** 2).sum()) / n, abs=1e-12)
+    # for the effect on these units the spread of the unit effects is not random: residuals only
+    psi_s = n * w * np.where(tr, y - mu1, -(y - mu0))
+    assert float(out["se_sample"]) == pytest.approx(np.sqrt((psi_s ** 2).sum()) / n, abs=1e-12)
     att = augmented_effect(*args, mask, torch.tensor([True]))
     hand_att = np.mean(y[tr] - mu0[tr]) - w[co] @ (y[co] - mu0[co])
     assert float(att["tau"]) == pytest.approx(hand_att, abs=1e-12)
+    psi_s_att = np.where(tr, n / tr.sum() * (y - mu1), -n * w * (y - mu0))
+    assert float(att["se_sample"]) == pytest.approx(np.sqrt((psi_s_att ** 2).sum()) / n, abs=1e-12)
     # no outcome model: the weights-only estimate
     zero = augmented_effect(args[0], args[1], args[2], torch.zeros(1, n), torch.zeros(1, n), mask, torch.tensor([False]))
     assert float(zero["tau"]) == pytest.approx(w[tr] @ y[tr] - w[co] @ y[co], abs=1e-12)
@@ -120,6 +125,10 @@ def test_intervals_cover_on_quick_synthetic_tasks(model):
     tasks = causalgen.sample_tasks("er5000-linear", range(200))
     ests = model.estimate([t.x for t in tasks], [t.t for t in tasks], [t.y for t in tasks])
     inside = [lo <= t.ate <= hi for t, e in zip(tasks, ests) for lo, hi in [e.ci(0.95)]]
+    coverage = float(np.mean(inside))
+    assert 0.95 - 3 * 0.0154 <= coverage <= min(1.0, 0.95 + 3 * 0.0154), coverage
+    # the interval for the effect on the tasks' own units covers their SATE (same tolerance)
+    inside = [lo <= t.sate <= hi for t, e in zip(tasks, ests) for lo, hi in [e.ci(0.95, sample=True)]]
     coverage = float(np.mean(inside))
     assert 0.95 - 3 * 0.0154 <= coverage <= min(1.0, 0.95 + 3 * 0.0154), coverage
 
@@ -195,11 +204,14 @@ def test_cli_writes_cate_and_reports_the_interval(model, task, tmp_path):
     result = json.loads(out.stdout)
     lo, hi = result["ci"]
     assert lo < result["estimate"] < hi and result["se"] > 0 and result["augmented"]
+    lo_s, hi_s = result["ci_sample"]
+    z = (hi - lo) / (2 * result["se"])  # the same normal quantile for both intervals
+    assert (hi_s - lo_s) == pytest.approx(2 * z * result["se_sample"], rel=1e-9) and result["se_sample"] > 0
     cate = pd.read_csv(tmp_path / "cate.csv")
     assert list(cate.columns) == ["unit", "mu0", "mu1", "cate"] and len(cate) == task.n_units
     text = subprocess.run([sys.executable, "-m", "cina.cli", "estimate", str(data), "--treatment", "t", "--outcome",
                            "y", "--model", str(tmp_path / "m")], capture_output=True, text=True, check=True).stdout
-    assert "95% CI [" in text
+    assert "95% CI [" in text and "for the effect on these" in text
     no_head = dict(TINY, outcome_model=False, outcome_weight=0.0)
     CInA(**no_head).save(tmp_path / "weights-only")
     bad = subprocess.run([sys.executable, "-m", "cina.cli", "estimate", str(data), "--treatment", "t", "--outcome", "y",

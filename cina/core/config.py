@@ -85,6 +85,8 @@ class CInAConfig:
         against the corpus' potential outcomes y0, y1 (over sd(y)^2).
     se_scale: multiplies the influence-function standard error (a calibration of the intervals,
         chosen on validation tasks by `scripts/calibrate_intervals.py`; 1 = uncalibrated).
+    se_sample_scale: the same for ``se_sample``, the standard error of the effect on the
+        dataset's own units (calibrated against the tasks' SATE).
     relevance_keys: weight each covariate of the balancing kernel by how much the outcome head's
         regression uses it (per dataset), so that covariates the outcome ignores stop soaking up
         balance (needs outcome_model).
@@ -123,6 +125,7 @@ class CInAConfig:
     outcome_weight: float = 0.0
     relevance_keys: bool = False
     se_scale: float = 1.0
+    se_sample_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.balancing not in BALANCINGS:
@@ -188,8 +191,10 @@ class CInAConfig:
             raise ValueError("outcome_weight > 0 needs outcome_model=True")
         if self.relevance_keys and not self.outcome_model:
             raise ValueError("relevance_keys=True needs outcome_model=True")
-        if not (isinstance(self.se_scale, (int, float)) and 0 < self.se_scale < 100):
-            raise ValueError(f"se_scale must be a positive number, got {self.se_scale!r}")
+        for name in ("se_scale", "se_sample_scale"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 100):
+                raise ValueError(f"{name} must be a positive number below 100, got {v!r}")
         if not isinstance(self.outcome_features, int) or self.outcome_features < 1:
             raise ValueError(f"outcome_features must be a positive integer, got {self.outcome_features!r}")
 

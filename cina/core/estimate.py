@@ -27,7 +27,9 @@ class Estimate:
             ``warnings`` (list of one-line strings, `cina.core.checks`), ...
         estimand: "ate" or "att".
         se: standard error of `ate` from the influence function (`cina.core.augment`; NaN for
-            models without an outcome head, or without y).
+            models without an outcome head, or without y), for the population effect.
+        se_sample: the standard error for the effect on the dataset's own units (their x held
+            fixed: the sample ATE / ATT), smaller when effects vary between units.
         cate: (N,) conditional effects mu1(x_i) - mu0(x_i) of the dataset's units (None without
             an outcome head); mu0, mu1: (N,) the cross-fitted outcome means behind them.
         cate_new: (M,) conditional effects of new units given as ``x_new`` (None otherwise).
@@ -39,20 +41,24 @@ class Estimate:
     diagnostics: dict[str, Any] = field(default_factory=dict)
     estimand: str = "ate"
     se: float = float("nan")
+    se_sample: float = float("nan")
     cate: np.ndarray | None = None
     mu0: np.ndarray | None = None
     mu1: np.ndarray | None = None
     cate_new: np.ndarray | None = None
     ate_weighting: float = float("nan")
 
-    def ci(self, level: float = 0.95) -> tuple[float, float]:
-        """The normal-approximation confidence interval ate +- z se at `level` (NaN without se)."""
+    def ci(self, level: float = 0.95, sample: bool = False) -> tuple[float, float]:
+        """The normal-approximation confidence interval ate +- z se at `level` (NaN without se):
+        for the population effect, or with ``sample=True`` for the effect on these units
+        (``se_sample``)."""
         if not 0 < level < 1:
             raise ValueError(f"level must be in (0, 1), got {level!r}")
         from statistics import NormalDist
 
         z = NormalDist().inv_cdf(0.5 + level / 2)
-        return (self.ate - z * self.se, self.ate + z * self.se)
+        se = self.se_sample if sample else self.se
+        return (self.ate - z * se, self.ate + z * se)
 
 
 @torch.no_grad()
@@ -226,7 +232,8 @@ def estimate_datasets(
                         loc, sd = y_loc[i], y_sd[i]
                         mu0 = out["mu0"][i, :n].double().cpu().numpy() * sd + loc
                         mu1 = out["mu1"][i, :n].double().cpu().numpy() * sd + loc
-                        extra.update(mu0=mu0, mu1=mu1, cate=mu1 - mu0, se=float(out["se"][i]) * sd)
+                        extra.update(mu0=mu0, mu1=mu1, cate=mu1 - mu0, se=float(out["se"][i]) * sd,
+                                     se_sample=float(out["se_sample"][i]) * sd)
                         if new[i] is not None:
                             m = len(new[i])
                             extra["cate_new"] = (out["mu1"][i, n : n + m] - out["mu0"][i, n : n + m]).double().cpu().numpy() * sd

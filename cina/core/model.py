@@ -408,6 +408,7 @@ class CInA(nn.Module):
             if fit is not None:
                 aug = augmented_effect(weights, t, y.float(), fit["mu0"], fit["mu1"], context, att)
                 out.update(mu0=fit["mu0"], mu1=fit["mu1"], se=aug["se"].float() * c.se_scale,
+                           se_sample=aug["se_sample"].float() * c.se_sample_scale,
                            plug_in=aug["plug_in"].float())
                 if c.augment if augment is None else augment:
                     tau = aug["tau"].float()

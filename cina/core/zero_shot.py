@@ -70,7 +70,8 @@ class ZeroShotEstimator:
         augment: the doubly robust estimate (needs a model with an outcome head; None: the
             model's default); False gives the weights-only estimate of the paper.
 
-    Attributes (after `fit`): ``ate_`` (the ATE, or the ATT), ``se_``, ``ci_`` (low, high),
+    Attributes (after `fit`): ``ate_`` (the ATE, or the ATT), ``se_``, ``ci_`` (low, high) for
+    the population effect, ``se_sample_``, ``ci_sample_`` for the effect on these units,
     ``cate_`` (N,) conditional effects of the units (None without an outcome head),
     ``weights_`` (N,), ``diagnostics_`` (dict; SMDs are keyed by column name as
     ``smd_before_by_column``), ``warnings_`` (list of str), ``feature_names_in_``,
@@ -110,6 +111,8 @@ class ZeroShotEstimator:
         self.ate_ = est.ate
         self.se_ = est.se
         self.ci_ = est.ci(self.level)
+        self.se_sample_ = est.se_sample
+        self.ci_sample_ = est.ci(self.level, sample=True)
         self.cate_ = est.cate
         self.weights_ = est.weights
         diag = dict(est.diagnostics)

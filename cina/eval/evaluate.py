@@ -13,7 +13,10 @@ Protocol
   ``--model-supervised`` is given).
 * Intervals: ``se`` is the estimator's standard error where it has one (Welch for ``dim``, the
   influence function for ``ipw``, ``snipw``, ``aipw``, DoubleML's for ``doubleml``,
-  `Estimate.se` for CInA models with an outcome head); ``ci_low``, ``ci_high`` the 95%
+  `Estimate.se_sample` for CInA models with an outcome head: every truth here is an effect on the
+  dataset's own units, so CInA's interval is the one for that estimand; the baselines' standard
+  errors are their usual ones, for the population effect, and so a little wider where unit
+  effects vary); ``ci_low``, ``ci_high`` the 95%
   normal-approximation interval and ``covered`` 1 / 0 whether it holds the truth. Empty where the
   estimator gives no interval (``or``, ``svm``, ``cina-single``, models without an outcome head).
 * CATE: ``pehe_in`` = sqrt PEHE, the root mean squared error of the estimator's unit effects on
@@ -235,7 +238,10 @@ class _Estimators:
                                estimand=rec.estimand, compute_loss=False, augment=False if weights_only else None,
                                x_new=np.asarray(x_new, np.float64) if with_head and x_new is not None else None)
             est = float(e.ate)
-            extra = {} if weights_only else {"se": float(e.se), "ci": _interval(float(e.se), e.ci(CI_LEVEL)),
+            # every suite's truth is an effect on the dataset's own units (SATE, mean of their
+            # unit effects), so the interval is the one for that estimand
+            extra = {} if weights_only else {"se": float(e.se_sample),
+                                             "ci": _interval(float(e.se_sample), e.ci(CI_LEVEL, sample=True)),
                                              "cate": e.cate, "cate_new": e.cate_new}
         seconds = time.perf_counter() - start
         return Outcome(float(est), seconds, sub_from, float(rec.truth), ite=rec.ite, ite_new=rec.ite_new, **extra)
