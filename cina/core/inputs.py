@@ -68,14 +68,15 @@ def collate_datasets(
     feature_mask = torch.zeros(B, d_max, dtype=torch.bool)
     y = torch.zeros(B, n_max, dtype=dtype) if ys is not None else None
     for i in range(B):
-        xi = torch.as_tensor(np.asarray(xs[i], dtype=np.float64).reshape(len(ts[i]), -1), dtype=dtype)
+        # np.array copies: read-only inputs (zarr, memory maps) would make torch warn
+        xi = torch.as_tensor(np.array(xs[i], dtype=np.float64).reshape(len(ts[i]), -1), dtype=dtype)
         n, d = xi.shape
         x[i, :n, :d] = xi
-        t[i, :n] = torch.as_tensor(np.asarray(ts[i], dtype=np.float64), dtype=dtype)
+        t[i, :n] = torch.as_tensor(np.array(ts[i], dtype=np.float64), dtype=dtype)
         unit_mask[i, :n] = True
         feature_mask[i, :d] = True
         if y is not None:
-            y[i, :n] = torch.as_tensor(np.asarray(ys[i], dtype=np.float64), dtype=dtype)
+            y[i, :n] = torch.as_tensor(np.array(ys[i], dtype=np.float64), dtype=dtype)
     batch = {"x": x, "t": t, "unit_mask": unit_mask, "feature_mask": feature_mask}
     if y is not None:
         batch["y"] = y
