@@ -15,7 +15,8 @@ import torch
 import causalgen
 from cina import CInA, ZeroShotEstimator
 from cina.core import augmented_effect, collate_datasets
-from cina.core.outcome import ridge_fit, ridge_predict
+from cina.core import CInAConfig
+from cina.core.outcome import OutcomeHead, loo_mse, ridge_fit, ridge_predict
 
 TINY = dict(d_model=16, n_heads=2, n_layers=1, n_value_layers=1, max_features=16, mlp_ratio=2, refine_steps=10,
             landmarks=None, outcome_model=True, outcome_features=8, supervised_weight=1.0, outcome_weight=1.0,
@@ -59,6 +60,56 @@ def test_leave_one_out_ridge_equals_refitting_without_the_unit():
         # the same penalty (lam is fixed by the full arm's size in the smoother)
         b_i, _ = ridge_fit(phi, y, keep, torch.tensor(math.log(0.05 * 40 / 39)))
         assert float(loo[i]) == pytest.approx(float(phi[0, i] @ b_i[0]), abs=1e-7)
+
+
+def test_the_penalty_grid_keeps_each_arms_smallest_leave_one_out_error():
+    torch.manual_seed(3)
+    rng = np.random.default_rng(3)
+    B, N, d = 3, 60, 4
+    xs = torch.tensor(rng.normal(size=(B, N, d)), dtype=torch.float32)
+    t = torch.tensor(rng.random((B, N)) < 0.4, dtype=torch.float32)
+    # strongly heterogeneous arms: the best penalty differs between datasets and arms
+    y = xs[..., 0] * (1 + 3 * t) + torch.tensor([[0.1], [1.0], [3.0]]) * torch.randn(B, N)
+    z = torch.randn(B, N, 8)
+    mask = torch.ones(B, N, dtype=torch.bool)
+    grid = (-6.0, -3.0, 0.0, 3.0)
+    head = OutcomeHead(8, n_features=4, penalty_grid=grid)
+    fixed = OutcomeHead(8, n_features=4)
+    fixed.load_state_dict(head.state_dict())
+    out = head(z, xs, t, y, mask)
+    phi = head.phi(z, xs, mask)
+    n_features = torch.full((B,), 1 + d + 4)
+    used = set()
+    for a, arm in ((0, (t <= 0.5) & mask), (1, (t > 0.5) & mask)):
+        base = head.log_lam(arm, n_features, a).double()
+        errors = torch.stack([loo_mse(phi, *ridge_fit(phi, y, arm, base + g), y, arm) for g in grid], 1)
+        best = errors.argmin(1)
+        chosen = base + torch.tensor(grid, dtype=torch.float64)[best]
+        assert torch.allclose(out["log_lam"][:, a], chosen)
+        used.update(best.tolist())
+        # the predictions are the ridge fit's at the chosen penalty
+        for b in range(B):
+            beta, inv = ridge_fit(phi[b : b + 1], y[b : b + 1], arm[b : b + 1], chosen[b])
+            pred = ridge_predict(phi[b : b + 1], beta, inv, y[b : b + 1], arm[b : b + 1]).float()
+            assert torch.allclose(out[f"mu{a}"][b], pred[0], atol=1e-5)
+    assert len(used) > 1  # the choice depends on the dataset and arm
+    # without a grid the head uses the learned penalty
+    assert torch.allclose(fixed(z, xs, t, y, mask)["log_lam"][:, 1],
+                          fixed.log_lam((t > 0.5) & mask, n_features, 1).double())
+
+
+def test_penalty_grid_config_is_validated_and_round_trips():
+    cfg = CInAConfig(**{**TINY, "outcome_penalty_grid": [-2, 0, 2]})
+    assert cfg.outcome_penalty_grid == (-2.0, 0.0, 2.0)
+    assert CInAConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    for bad in ([float("nan")], [0, 50], "0", [True]):
+        with pytest.raises(ValueError, match="outcome_penalty_grid"):
+            CInAConfig(**{**TINY, "outcome_penalty_grid": bad})
+    with pytest.raises(ValueError, match="outcome_penalty_grid needs outcome_model"):
+        CInAConfig(**{**TINY, "outcome_model": False, "outcome_weight": 0.0, "outcome_penalty_grid": [0]})
+    torch.manual_seed(0)
+    m = CInA(**{**TINY, "outcome_penalty_grid": [-4, 0, 4]})
+    assert m.outcome.penalty_grid == (-4.0, 0.0, 4.0)
 
 
 def test_the_augmented_estimate_is_the_formula():

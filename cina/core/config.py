@@ -79,6 +79,9 @@ class CInAConfig:
     outcome_model: add the in-context outcome head (`cina.core.outcome`): cross-fitted mu0(x),
         mu1(x) for every unit, CATE, and the doubly robust estimate (`cina.core.augment`).
     outcome_features: learned features of the outcome head's ridge regression.
+    outcome_penalty_grid: log multipliers of the outcome head's learned penalty; each arm's
+        ridge penalty is chosen among them per dataset by leave-one-out error (`cina.core.outcome`).
+        () = the learned penalty alone (models saved before this field).
     augment: with an outcome model, report the augmented (doubly robust) estimate by default
         (``estimate(..., augment=False)`` gives the weights-only one either way).
     outcome_weight: weight of the outcome head's loss, the mean squared error of mu0, mu1
@@ -121,6 +124,7 @@ class CInAConfig:
     balance_weight: float = 1.0
     outcome_model: bool = False
     outcome_features: int = 32
+    outcome_penalty_grid: tuple[float, ...] = ()
     augment: bool = True
     outcome_weight: float = 0.0
     relevance_keys: bool = False
@@ -197,11 +201,21 @@ class CInAConfig:
                 raise ValueError(f"{name} must be a positive number below 100, got {v!r}")
         if not isinstance(self.outcome_features, int) or self.outcome_features < 1:
             raise ValueError(f"outcome_features must be a positive integer, got {self.outcome_features!r}")
+        grid = self.outcome_penalty_grid
+        if (not isinstance(grid, (list, tuple)) or len(grid) > 32
+                or not all(isinstance(g, (int, float)) and not isinstance(g, bool) and math.isfinite(g) and abs(g) <= 20
+                           for g in grid)):
+            raise ValueError("outcome_penalty_grid must be a list of at most 32 finite log multipliers in "
+                             f"[-20, 20], got {grid!r}")
+        self.outcome_penalty_grid = tuple(float(g) for g in grid)
+        if grid and not self.outcome_model:
+            raise ValueError("outcome_penalty_grid needs outcome_model=True")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["estimands"] = list(self.estimands)
         d["lam_range"] = list(self.lam_range) if self.lam_range is not None else None
+        d["outcome_penalty_grid"] = list(self.outcome_penalty_grid)
         return d
 
     @classmethod

@@ -179,7 +179,7 @@ class CInA(nn.Module):
         self.v_blocks = nn.ModuleList(block(c) for _ in range(c.n_value_layers))
         self.value_norm = nn.LayerNorm(c.d_model)
         self.balance = BalancingAttention(c.d_model, c.key_dim if c.kernel == "learned" else None)
-        self.outcome = OutcomeHead(c.d_model, c.outcome_features) if c.outcome_model else None
+        self.outcome = OutcomeHead(c.d_model, c.outcome_features, penalty_grid=c.outcome_penalty_grid) if c.outcome_model else None
         self.apply(self._init_weights)
         # Start at uniform weights within each arm, i.e. the difference in means.
         nn.init.zeros_(self.balance.value_proj.weight)

@@ -33,6 +33,20 @@ unchanged.
 
 New units (CATE for units outside the dataset) use the full-data fit, beta_a on all of the
 arm's units: their outcomes were never seen.
+
+Penalty selection in context (`penalty_grid`, optional). The learned penalty formula is one
+compromise over the whole prior; a dataset whose effects vary much more than the prior's (IHDP:
+sd of the unit effects 6.8 against 3.4 predicted with the learned penalty) is over-shrunk. With a
+grid of log multipliers g_1..g_G, each arm's regression is solved at every log_lam + g_k and
+the one with the smallest leave-one-out mean squared error over the arm's units is kept (per
+dataset and arm; the LOO errors come from the same hat-value identity, so this costs G solves
+instead of one, on one Gram matrix). The choice reads the arm's outcomes, so a unit's own y can
+now move its own prediction through the choice of one scalar among G, as tuning a learner's
+penalty by cross-validation on the whole sample does in cross-fitted AIPW; between two choices
+the prediction is exactly leave-one-out as above. Measured with the default model's weights
+before retraining (grid -6, -4, ..., 4): IHDP-100 replications 1-30 out-of-sample sqrt PEHE 4.43
+-> 3.00, LaLonde ATT errors (PSID-1 / CPS-1) -$1,934 / -$1,875 -> -$166 / -$484, validation
+MAE/sd(y) on the realistic prior 0.117 -> 0.109 and on the default prior 0.070 -> 0.073.
 """
 
 from __future__ import annotations
@@ -42,7 +56,7 @@ import math
 import torch
 import torch.nn as nn
 
-__all__ = ["OutcomeHead", "ridge_fit", "ridge_predict"]
+__all__ = ["OutcomeHead", "ridge_fit", "ridge_moments", "ridge_solve", "ridge_predict", "loo_mse"]
 
 
 def ridge_fit(phi: torch.Tensor, y: torch.Tensor, arm: torch.Tensor, log_lam: torch.Tensor
@@ -54,17 +68,29 @@ def ridge_fit(phi: torch.Tensor, y: torch.Tensor, arm: torch.Tensor, log_lam: to
     Returns (beta (B, F), inverse (B, F, F) of Phi^T Phi + lam P), in float64 (the solve is
     small and ill-conditioned when features nearly repeat).
     """
-    B, N, F = phi.shape
+    return ridge_solve(*ridge_moments(phi, y, arm), log_lam)
+
+
+def ridge_moments(phi: torch.Tensor, y: torch.Tensor, arm: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The sufficient statistics of `ridge_fit`, shared by every penalty: Phi^T Phi (B, F, F),
+    Phi^T y (B, F) over the arm's units, and the arm's size (B,), in float64."""
     p = phi.double() * arm.unsqueeze(-1)
     gram = p.transpose(1, 2) @ p
-    n_arm = arm.sum(-1).clamp_min(1).double()
-    lam = torch.exp(torch.as_tensor(log_lam, dtype=torch.float64, device=phi.device)).expand(B) * n_arm
-    penalty = torch.ones(F, dtype=torch.float64, device=phi.device)
+    xty = (p.transpose(1, 2) @ (y.double() * arm).unsqueeze(-1)).squeeze(-1)
+    return gram, xty, arm.sum(-1).clamp_min(1).double()
+
+
+def ridge_solve(gram: torch.Tensor, xty: torch.Tensor, n_arm: torch.Tensor, log_lam: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(beta (B, F), inverse (B, F, F)) from `ridge_moments` at log penalty per unit `log_lam`
+    (scalar or (B,))."""
+    B, F, _ = gram.shape
+    lam = torch.exp(torch.as_tensor(log_lam, dtype=torch.float64, device=gram.device)).expand(B) * n_arm
+    penalty = torch.ones(F, dtype=torch.float64, device=gram.device)
     penalty[0] = 1e-8  # the intercept: (almost) free, but keeps the system definite for one unit
-    a = gram + lam.view(B, 1, 1) * torch.diag(penalty)
-    inv = torch.linalg.inv(a)
-    beta = inv @ (p.transpose(1, 2) @ (y.double() * arm).unsqueeze(-1))
-    return beta.squeeze(-1), inv
+    inv = torch.linalg.inv(gram + lam.view(B, 1, 1) * torch.diag(penalty))
+    return (inv @ xty.unsqueeze(-1)).squeeze(-1), inv
 
 
 def ridge_predict(phi: torch.Tensor, beta: torch.Tensor, inv: torch.Tensor, y: torch.Tensor,
@@ -79,6 +105,13 @@ def ridge_predict(phi: torch.Tensor, beta: torch.Tensor, inv: torch.Tensor, y: t
     return torch.where(own, loo, fit)
 
 
+def loo_mse(phi: torch.Tensor, beta: torch.Tensor, inv: torch.Tensor, y: torch.Tensor, arm: torch.Tensor
+            ) -> torch.Tensor:
+    """(B,) mean squared leave-one-out error of the fit over the units of `arm`."""
+    err = (ridge_predict(phi, beta, inv, y, arm) - y.double()) * arm
+    return (err**2).sum(-1) / arm.sum(-1).clamp_min(1)
+
+
 class OutcomeHead(nn.Module):
     """Cross-fitted potential-outcome means from the encoder's units (see the module docstring).
 
@@ -86,10 +119,14 @@ class OutcomeHead(nn.Module):
         d_model: width of the encoder's unit representations z.
         n_features: learned features F' (F = 1 + max_features + F').
         log_lam: initial log penalty per unit (learned).
+        penalty_grid: log multipliers of the learned penalty among which each arm's penalty is
+            chosen by leave-one-out error (see the module docstring); () = the learned one.
     """
 
-    def __init__(self, d_model: int, n_features: int = 32, log_lam: float = math.log(1e-2)):
+    def __init__(self, d_model: int, n_features: int = 32, log_lam: float = math.log(1e-2),
+                 penalty_grid: tuple[float, ...] = ()):
         super().__init__()
+        self.penalty_grid = tuple(float(g) for g in penalty_grid)
         self.norm = nn.LayerNorm(d_model)
         self.features = nn.Sequential(nn.Linear(d_model, d_model), nn.SiLU(), nn.Linear(d_model, n_features))
         # per arm (control, treated): log_lam = c0 + c1 log n_arm + c2 log F_d, from a fixed start
@@ -131,10 +168,33 @@ class OutcomeHead(nn.Module):
         control = (t <= 0.5) & context
         out: dict[str, torch.Tensor] = {}
         betas = []
+        log_lams = []
         for a, arm in ((0, control), (1, treated)):
-            beta, inv = ridge_fit(phi, y, arm, self.log_lam(arm, n_features, a))
+            beta, inv, log_lam = self._fit_arm(phi, y, arm, self.log_lam(arm, n_features, a))
             pred = ridge_predict(phi, beta, inv, y, arm).float()
             out[f"mu{a}"] = torch.where(unit_mask, pred, torch.zeros_like(pred))
             betas.append(beta[:, 1 : 1 + xs.shape[-1]])
+            log_lams.append(log_lam)
         out["beta_x"] = torch.stack(betas, dim=1).float()
+        out["log_lam"] = torch.stack(log_lams, dim=1).detach()
         return out
+
+    def _fit_arm(self, phi: torch.Tensor, y: torch.Tensor, arm: torch.Tensor, log_lam: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(beta (B, F), inverse (B, F, F), log penalty (B,)) of one arm's regression: at the
+        learned penalty, or at the grid point with the smallest leave-one-out error."""
+        moments = ridge_moments(phi, y, arm)
+        log_lam = log_lam.double().expand(phi.shape[0])
+        if not self.penalty_grid:
+            return *ridge_solve(*moments, log_lam), log_lam
+        best = None
+        for g in self.penalty_grid:
+            beta, inv = ridge_solve(*moments, log_lam + g)
+            mse = loo_mse(phi, beta, inv, y, arm)
+            if best is None:
+                best = [mse, beta, inv, log_lam + g]
+                continue
+            better = mse < best[0]
+            best = [torch.where(better, mse, best[0]), torch.where(better[:, None], beta, best[1]),
+                    torch.where(better[:, None, None], inv, best[2]), torch.where(better, log_lam + g, best[3])]
+        return best[1], best[2], best[3]
