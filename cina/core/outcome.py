@@ -43,10 +43,11 @@ dataset and arm; the LOO errors come from the same hat-value identity, so this c
 instead of one, on one Gram matrix). The choice reads the arm's outcomes, so a unit's own y can
 now move its own prediction through the choice of one scalar among G, as tuning a learner's
 penalty by cross-validation on the whole sample does in cross-fitted AIPW; between two choices
-the prediction is exactly leave-one-out as above. Measured with the default model's weights
-before retraining (grid -6, -4, ..., 4): IHDP-100 replications 1-30 out-of-sample sqrt PEHE 4.43
--> 3.00, LaLonde ATT errors (PSID-1 / CPS-1) -$1,934 / -$1,875 -> -$166 / -$484, validation
-MAE/sd(y) on the realistic prior 0.117 -> 0.109 and on the default prior 0.070 -> 0.073.
+the prediction is exactly leave-one-out as above. Measured on the default model (grid -6, -4,
+..., 4; retrained with it against the same recipe without): IHDP-100 replications 1-30
+out-of-sample sqrt PEHE 4.43 -> 3.01, LaLonde ATT errors (PSID-1 / CPS-1) -$1,934 / -$1,875 ->
+-$109 / -$649, validation MAE/sd(y) default prior 0.0704 -> 0.0705, realistic 0.117 -> 0.108,
+semi-synthetic 0.093 -> 0.092 (`cina/assets/default_model/TRAINING.md`).
 """
 
 from __future__ import annotations
