@@ -305,16 +305,21 @@ def test_registry_and_input_errors(confounded):
         AIPW(n_folds=5).estimate(x[:10], np.r_[np.ones(3), np.zeros(7)], y[:10])
 
 
-def test_missing_scikit_learn_names_the_extra(monkeypatch, confounded):
-    x, t, y, _, _ = confounded
+def _hide_package(monkeypatch, package: str) -> None:
+    """Make every import of `package` (and its submodules) fail as if it were not installed."""
     real_import = builtins.__import__
 
     def fake_import(name, *args, **kwargs):
-        if name == "sklearn" or name.startswith("sklearn."):
-            raise ImportError("No module named 'sklearn'")
+        if name == package or name.startswith(package + "."):
+            raise ImportError(f"No module named '{package}'")
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", fake_import)
+
+
+def test_missing_scikit_learn_names_the_extra(monkeypatch, confounded):
+    x, t, y, _, _ = confounded
+    _hide_package(monkeypatch, "sklearn")
     assert np.isfinite(DifferenceInMeans().estimate(x, t, y).estimate)  # needs no sklearn
     for est in (IPW(), AIPW(), OutcomeRegression(), SVMBalancing()):
         with pytest.raises(ImportError, match=r"causalgen\[baselines\]"):
@@ -411,13 +416,6 @@ def test_missing_doubleml_names_the_package(monkeypatch, confounded):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
     x, t, y, _, _ = confounded
-    real_import = builtins.__import__
-
-    def fake_import(name, *args, **kwargs):
-        if name == "doubleml" or name.startswith("doubleml."):
-            raise ImportError("No module named 'doubleml'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", fake_import)
+    _hide_package(monkeypatch, "doubleml")
     with pytest.raises(ImportError, match=r"needs the doubleml package.*pip install doubleml"):
         DoubleMLIRM().estimate(x[:200], t[:200], y[:200])

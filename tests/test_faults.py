@@ -12,7 +12,6 @@ import contextlib
 import errno
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,26 +24,10 @@ import causalgen
 from causalgen import open_corpus, verify_corpus
 from causalgen.cli import main
 from causalgen.store import ShardError
-from causalgen.store.generate import CorpusSpec, generate_corpus
 from causalgen.store.manifest import MANIFEST_NAME
+from corpus_helpers import N_TASKS, SHARD, copy_of, make, one_line_error, small_config, tree
 
 REPO = Path(__file__).resolve().parents[1]
-N_TASKS, SHARD = 6, 3
-
-
-def small_config(**over):
-    return causalgen.load_config("default").replace(**{"n_units": [40, 70], **over})
-
-
-def make(out, *, seed=0, shard_format="dir", num_tasks=N_TASKS, config=None):
-    spec = CorpusSpec(config=(config or small_config()).to_dict(), seed=seed, num_tasks=num_tasks, shard_size=SHARD,
-                      shard_format=shard_format)
-    generate_corpus(spec, str(out), progress=False)
-    return out
-
-
-def tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(Path(root).rglob("*")) if p.is_file()}
 
 
 def cli_env(**extra) -> dict[str, str]:
@@ -59,24 +42,11 @@ def run_cli(args, env=None, timeout=300) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=timeout)
 
 
-def one_line_error(err: str, prog: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith(f"causalgen {prog}: error: "), err
-    assert "Traceback" not in err
-    return lines[0]
-
-
 @pytest.fixture(scope="module")
 def corpora(tmp_path_factory):
     """One small corpus (seed 0) as dir and as zip shards."""
     base = tmp_path_factory.mktemp("corpora")
     return {"dir": make(base / "a-dir"), "zip": make(base / "a-zip", shard_format="zip")}
-
-
-def copy_of(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst)
-    return dst
 
 
 # ------------------------------------------------------- C. publish --overwrite keeps user files

@@ -14,37 +14,11 @@ from pathlib import Path
 
 import pytest
 
-import causalgen
 from causalgen import open_corpus, verify_corpus
 from causalgen.cli import main
 from causalgen.store import CorpusError, ShardError
-from causalgen.store.generate import CorpusSpec, generate_corpus
 from causalgen.store.manifest import MANIFEST_NAME, config_digest
-
-N_TASKS, SHARD = 6, 3
-
-
-def small_config(**over):
-    return causalgen.load_config("default").replace(**{"n_units": [40, 70], **over})
-
-
-def make(out, *, seed=0, shard_format="dir", num_tasks=N_TASKS, config=None):
-    spec = CorpusSpec(config=(config or small_config()).to_dict(), seed=seed, num_tasks=num_tasks, shard_size=SHARD,
-                      shard_format=shard_format)
-    generate_corpus(spec, str(out), progress=False)
-    return out
-
-
-def tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(Path(root).rglob("*")) if p.is_file()}
-
-
-def one_line_error(err: str, prog: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith(f"causalgen {prog}: error: "), err
-    assert "Traceback" not in err
-    return lines[0]
+from corpus_helpers import N_TASKS, SHARD, copy_of, make, one_line_error, small_config, tree
 
 
 @pytest.fixture(scope="module")
@@ -57,11 +31,6 @@ def corpora(tmp_path_factory):
         "seed1": make(base / "b-seed1", seed=1),
         "config": make(base / "c-config", config=small_config(n_units=[40, 71])),
     }
-
-
-def copy_of(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst)
-    return dst
 
 
 # ------------------------------------------------------- A. metadata integrity

@@ -188,14 +188,11 @@ class OutcomeHead(nn.Module):
         log_lam = log_lam.double().expand(phi.shape[0])
         if not self.penalty_grid:
             return *ridge_solve(*moments, log_lam), log_lam
-        best = None
-        for g in self.penalty_grid:
-            beta, inv = ridge_solve(*moments, log_lam + g)
-            mse = loo_mse(phi, beta, inv, y, arm)
-            if best is None:
-                best = [mse, beta, inv, log_lam + g]
-                continue
-            better = mse < best[0]
-            best = [torch.where(better, mse, best[0]), torch.where(better[:, None], beta, best[1]),
-                    torch.where(better[:, None, None], inv, best[2]), torch.where(better, log_lam + g, best[3])]
-        return best[1], best[2], best[3]
+        grid = torch.tensor(self.penalty_grid, dtype=torch.float64, device=phi.device)
+        fits = [ridge_solve(*moments, log_lam + g) for g in grid]
+        errors = torch.stack([loo_mse(phi, beta, inv, y, arm) for beta, inv in fits], 1)  # (B, G)
+        best = errors.argmin(1)  # the first of equal errors, like a strict < scan
+        rows = torch.arange(phi.shape[0], device=phi.device)
+        beta = torch.stack([beta for beta, _ in fits], 1)[rows, best]
+        inv = torch.stack([inv for _, inv in fits], 1)[rows, best]
+        return beta, inv, log_lam + grid[best]
